@@ -1,0 +1,1 @@
+"""Numba kernels: numpy + numba only, no I/O."""

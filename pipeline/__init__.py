@@ -1,0 +1,1 @@
+"""Plain-Python pipeline: configs, data, training, sweeps, tracking, CLI. Never imports prefect."""
