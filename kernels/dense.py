@@ -1,0 +1,219 @@
+"""Forward and backward passes of a dense stack over a mini-batch.
+
+Both passes work on one flat parameter vector described by a layout table
+(:mod:`kernels.layout`). The forward pass saves, per layer, the input it saw
+after dropout (``ins``), the dropout mask (``masks``), the pre-activation
+(``zs``) and the activation (``acts``); the backward pass consumes exactly
+those. Gradients are of the objective
+
+    J = (1/m) Σ_i loss(h(x_i), y_i) + penalty(W) + β Σ_j KL(ρ ‖ ρ̂_j)
+
+with ρ̂_j the mean activation of hidden unit j over the batch (sparse
+autoencoders; off when β = 0). Small products run as plain loops (BLAS call
+overhead dominates tiny nets such as XOR); larger ones call BLAS via np.dot.
+"""
+
+import math
+
+import numpy as np
+
+from kernels import hyper
+from kernels._jit import serial
+from kernels.activations import _activate, _activate_backward, LINEAR, SIGMOID, SOFTMAX
+from kernels.dropout import _fill_mask
+from kernels.losses import _output_delta
+from kernels.penalties import _penalty
+
+#: below this many multiply-adds a product runs as a loop instead of BLAS.
+BLAS_MIN_FLOPS = 4096
+
+
+@serial
+def _affine(inp, W, b, z):
+    """z = inp @ W.T + b.  inp (batch, n_in), W (rows, n_in), z (batch, rows)."""
+    batch, n_in = inp.shape
+    rows = W.shape[0]
+    if batch * rows * n_in >= BLAS_MIN_FLOPS:
+        np.dot(inp, W.T, z)
+        for i in range(batch):
+            for r in range(rows):
+                z[i, r] += b[r]
+        return
+    for i in range(batch):
+        for r in range(rows):
+            s = b[r]
+            for k in range(n_in):
+                s += inp[i, k] * W[r, k]
+            z[i, r] = s
+
+
+@serial
+def _weight_grad(delta, inp, gW, gb):
+    """gW = delta.T @ inp, gb = Σ_i delta_i.  delta (batch, rows), inp (batch, n_in)."""
+    batch, rows = delta.shape
+    n_in = inp.shape[1]
+    if batch * rows * n_in >= BLAS_MIN_FLOPS:
+        np.dot(delta.T, inp, gW)
+    else:
+        for r in range(rows):
+            for k in range(n_in):
+                s = 0.0
+                for i in range(batch):
+                    s += delta[i, r] * inp[i, k]
+                gW[r, k] = s
+    for r in range(rows):
+        s = 0.0
+        for i in range(batch):
+            s += delta[i, r]
+        gb[r] = s
+
+
+@serial
+def _input_grad(delta, W, da):
+    """da = delta @ W.  delta (batch, rows), W (rows, n_in), da (batch, n_in)."""
+    batch, rows = delta.shape
+    n_in = W.shape[1]
+    if batch * rows * n_in >= BLAS_MIN_FLOPS:
+        np.dot(delta, W, da)
+        return
+    for i in range(batch):
+        for k in range(n_in):
+            da[i, k] = 0.0
+        for r in range(rows):
+            d = delta[i, r]
+            for k in range(n_in):
+                da[i, k] += d * W[r, k]
+
+
+@serial
+def _views(params, layout, layer):
+    w_off, b_off, n_in, n_out, pieces, _ = layout[layer]
+    rows = n_out * pieces
+    return params[w_off:b_off].reshape((rows, n_in)), params[b_off:b_off + rows]
+
+
+@serial
+def _workspace(layout, batch, like):
+    """Per-layer buffers for one batch size: z, a, dropped input, mask, delta, da."""
+    n = layout.shape[0]
+    rows = layout[:, 3] * layout[:, 4]
+    zs = [np.empty((batch, rows[k]), like.dtype) for k in range(n)]
+    acts = [np.empty((batch, layout[k, 3]), like.dtype) for k in range(n)]
+    ins = [np.empty((batch, layout[k, 2]), like.dtype) for k in range(n)]
+    masks = [np.ones((batch, layout[k, 2]), like.dtype) for k in range(n)]
+    deltas = [np.empty((batch, rows[k]), like.dtype) for k in range(n)]
+    das = [np.empty((batch, layout[k, 2]), like.dtype) for k in range(n)]
+    return zs, acts, ins, masks, deltas, das
+
+
+@serial
+def _forward(params, layout, xb, rows, drop, seed, epoch, training, zs, acts, ins, masks):
+    """Forward pass of a batch; fills zs/acts/ins/masks. Returns the output activations."""
+    for layer in range(layout.shape[0]):
+        src = xb if layer == 0 else acts[layer - 1]
+        inp = ins[layer]
+        if training and drop[layer] > 0.0:
+            _fill_mask(masks[layer], drop[layer], seed, epoch, rows, layer)
+            for i in range(inp.shape[0]):
+                for k in range(inp.shape[1]):
+                    inp[i, k] = src[i, k] * masks[layer][i, k]
+        else:
+            inp[:, :] = src
+        W, b = _views(params, layout, layer)
+        _affine(inp, W, b, zs[layer])
+        code = layout[layer, 5]
+        if code == LINEAR:
+            acts[layer][:, :] = zs[layer]
+        else:
+            _activate(code, layout[layer, 4], zs[layer], acts[layer])
+    return acts[layout.shape[0] - 1]
+
+
+@serial
+def _sparsity(a, beta, rho, rho_hat_used, da, inv_batch):
+    """Add the KL-sparsity term to da and return β Σ_j KL(ρ‖ρ̂_j) for the batch's ρ̂."""
+    batch, n = a.shape
+    value = 0.0
+    for j in range(n):
+        mean = 0.0
+        for i in range(batch):
+            mean += a[i, j]
+        mean /= batch
+        value += rho * math.log(rho / mean) + (1.0 - rho) * math.log((1.0 - rho) / (1.0 - mean))
+        used = rho_hat_used[j] if rho_hat_used[j] > 0.0 else mean
+        extra = beta * (-rho / used + (1.0 - rho) / (1.0 - used)) * inv_batch
+        for i in range(batch):
+            da[i, j] += extra
+    return beta * value
+
+
+@serial
+def _backward(params, layout, yb, loss_code, hp, drop, rho_hats, zs, acts, ins, masks, deltas, das, grad):
+    """Backward pass; writes the batch gradient of J into ``grad``, returns (data loss sum, extra J)."""
+    n_layers = layout.shape[0]
+    last = n_layers - 1
+    batch = yb.shape[0]
+    inv_batch = 1.0 / batch
+    loss_sum = _output_delta(loss_code, layout[last, 5], zs[last], acts[last], yb, hp[hyper.HUBER_DELTA], deltas[last])
+    deltas[last][:, :] *= inv_batch
+    extra = 0.0
+    unit = 0
+    for layer in range(last, -1, -1):
+        W, _ = _views(params, layout, layer)
+        gW, gb = _views(grad, layout, layer)
+        _weight_grad(deltas[layer], ins[layer], gW, gb)
+        if layer == 0:
+            break
+        da = das[layer]
+        _input_grad(deltas[layer], W, da)
+        if drop[layer] > 0.0:
+            da[:, :] *= masks[layer]
+        below = layer - 1
+        if hp[hyper.SPARSITY_BETA] > 0.0 and layout[below, 5] == SIGMOID:
+            n_units = layout[below, 3]
+            unit_start = rho_hats.shape[0] - unit - n_units
+            extra += _sparsity(acts[below], hp[hyper.SPARSITY_BETA], hp[hyper.SPARSITY_RHO],
+                               rho_hats[unit_start:unit_start + n_units], da, inv_batch)
+            unit += n_units
+        _activate_backward(layout[below, 5], layout[below, 4], zs[below], acts[below], da, deltas[below])
+    extra += _penalty(params, layout, hp[hyper.L1], hp[hyper.L2], grad)
+    return loss_sum, extra
+
+
+@serial
+def _loss_and_grad(params, layout, X, Y, loss_code, hp, drop, seed, epoch, grad):
+    """Full-batch objective J and its gradient (what L-BFGS and gradient checks call).
+
+    Dropout masks are those of ``epoch`` (fixed for a gradient check).
+    """
+    m = X.shape[0]
+    rows = np.arange(m)
+    zs, acts, ins, masks, deltas, das = _workspace(layout, m, params)
+    rho_hats = np.zeros(_hidden_units(layout), np.float64)
+    _forward(params, layout, X, rows, drop, seed, epoch, True, zs, acts, ins, masks)
+    grad[:] = 0.0
+    loss_sum, extra = _backward(params, layout, Y, loss_code, hp, drop, rho_hats,
+                                zs, acts, ins, masks, deltas, das, grad)
+    return loss_sum / m + extra
+
+
+@serial
+def _hidden_units(layout):
+    total = 0
+    for layer in range(layout.shape[0] - 1):
+        total += layout[layer, 3]
+    return max(total, 1)
+
+
+@serial
+def _predict(params, layout, X, batch_size, out, layer_stop):
+    """Forward without dropout in chunks; copies the activations of ``layer_stop`` into ``out``."""
+    m = X.shape[0]
+    drop = np.zeros(layout.shape[0], np.float64)
+    rows = np.arange(m)
+    for start in range(0, m, batch_size):
+        stop = min(m, start + batch_size)
+        zs, acts, ins, masks, _, _ = _workspace(layout, stop - start, params)
+        _forward(params, layout, np.ascontiguousarray(X[start:stop]), rows[start:stop], drop, np.uint64(0), 0,
+                 False, zs, acts, ins, masks)
+        out[start:stop, :] = acts[layer_stop]

@@ -1,0 +1,163 @@
+"""Public, validating wrappers around the dense-network kernels.
+
+The jitted kernels never raise for user errors; these wrappers check dtypes
+and shapes, make arrays C-contiguous and writable, allocate outputs and call
+the kernels. All arrays of one call share a float dtype (float32 or float64).
+"""
+
+import numpy as np
+
+from kernels import hyper
+from kernels.dense import _loss_and_grad, _predict
+from kernels.losses import LOSS_CODES
+from kernels.optim import OPTIMIZER_CODES
+from kernels.train import _train_epochs
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def hyper_vector(**values):
+    """Build the float64 hyperparameter vector from keyword names of :mod:`kernels.hyper`.
+
+    Unknown names raise ``ValueError``; unspecified entries are 0 except
+    ``MAX_W2`` (inf), ``RATE_DECAY`` (1), ``HUBER_DELTA`` (1), ``RHO`` (0.99),
+    ``EPSILON`` (1e-8), ``BETA1`` (0.9), ``BETA2`` (0.999).
+    """
+    hp = np.zeros(hyper.N_HYPER, dtype=np.float64)
+    hp[hyper.MAX_W2] = np.inf
+    hp[hyper.RATE_DECAY] = 1.0
+    hp[hyper.HUBER_DELTA] = 1.0
+    hp[hyper.RHO] = 0.99
+    hp[hyper.EPSILON] = 1e-8
+    hp[hyper.BETA1] = 0.9
+    hp[hyper.BETA2] = 0.999
+    for name, value in values.items():
+        index = getattr(hyper, name.upper(), None)
+        if not isinstance(index, int) or name.upper() == "N_HYPER":
+            raise ValueError(f"hyperparameter {name!r} is unknown; see kernels.hyper for the names.")
+        hp[index] = float(value)
+    return hp
+
+
+def _as_matrix(name, array, dtype, n_cols=None):
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"{name} is {array.ndim}-dimensional with shape {array.shape}; it must be 2-dimensional "
+                         f"(n_samples, n_features). Reshape 1-D data with .reshape(-1, 1).")
+    if n_cols is not None and array.shape[1] != n_cols:
+        raise ValueError(f"{name} has {array.shape[1]} columns but the network expects {n_cols}.")
+    return np.require(array, dtype=dtype, requirements=("C", "W"))
+
+
+def _check_params(params, layout):
+    if not isinstance(params, np.ndarray) or params.dtype.type not in FLOAT_DTYPES:
+        kind = getattr(params, "dtype", type(params).__name__)
+        raise TypeError(f"params has dtype {kind}; it must be a float32 or float64 ndarray.")
+    expected = int(layout[-1, 1] + layout[-1, 3] * layout[-1, 4])
+    if params.ndim != 1 or params.shape[0] != expected:
+        raise ValueError(f"params has shape {params.shape}; the layout needs a flat vector of {expected} entries.")
+    if not params.flags.c_contiguous or not params.flags.writeable:
+        raise ValueError("params must be a C-contiguous, writable vector; pass params.copy().")
+
+
+def _check_drop(drop, layout):
+    drop = np.ascontiguousarray(drop if drop is not None else np.zeros(layout.shape[0]), dtype=np.float64)
+    if drop.shape != (layout.shape[0],) or (drop < 0).any() or (drop >= 1).any():
+        raise ValueError(f"drop={drop.tolist()} must hold one ratio in [0, 1) per layer input "
+                         f"({layout.shape[0]} values: input first, then each hidden layer).")
+    return drop
+
+
+def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, seed=0, epoch=0):
+    """Full-batch objective J(θ) and its gradient.
+
+    Parameters
+    ----------
+    params : ndarray of shape (n_params,), float32 or float64
+    layout : ndarray of shape (n_layers, 6), int64
+    X : ndarray of shape (n_samples, n_inputs)
+    Y : ndarray of shape (n_samples, n_outputs)
+    loss : str
+        One of ``LOSS_CODES``.
+    hp : ndarray of shape (N_HYPER,), optional
+        From :func:`hyper_vector`.
+    drop : ndarray of shape (n_layers,), optional
+        Dropout ratio of each layer's input; masks are those of ``epoch``.
+
+    Returns
+    -------
+    J : float
+    grad : ndarray of shape (n_params,)
+    """
+    _check_params(params, layout)
+    if loss not in LOSS_CODES:
+        raise ValueError(f"loss {loss!r} is unknown; use one of {sorted(LOSS_CODES)}.")
+    X = _as_matrix("X", X, params.dtype, int(layout[0, 2]))
+    Y = _as_matrix("Y", Y, params.dtype, int(layout[-1, 3]))
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match.")
+    hp = hyper_vector() if hp is None else np.ascontiguousarray(hp, dtype=np.float64)
+    grad = np.zeros_like(params)
+    value = _loss_and_grad(params, layout, X, Y, LOSS_CODES[loss], hp, _check_drop(drop, layout),
+                           np.uint64(seed), epoch, grad)
+    return float(value), grad
+
+
+def forward(params, layout, X, layer=-1, batch_size=4096):
+    """Activations of ``layer`` (default: the output) without dropout.
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples, n_units_of_layer)
+    """
+    _check_params(params, layout)
+    X = _as_matrix("X", X, params.dtype, int(layout[0, 2]))
+    n_layers = layout.shape[0]
+    layer = layer % n_layers
+    out = np.empty((X.shape[0], int(layout[layer, 3])), dtype=params.dtype)
+    if X.shape[0]:
+        _predict(params, layout, X, int(batch_size), out, layer)
+    return out
+
+
+def train_epochs(params, layout, X, Y, state, counters, *, epoch0, n_epochs, batch_size, loss, optimizer,
+                 hp, drop, seed, shuffle=True, rho_run=None):
+    """Train in place for ``n_epochs`` epochs.
+
+    Parameters
+    ----------
+    params : ndarray of shape (n_params,), updated in place
+    state : ndarray of shape (2, n_params), optimiser state, updated in place
+    counters : ndarray of shape (2,), float64 (samples seen, steps), updated in place
+    rho_run : ndarray of shape (n_hidden_units,), optional
+        Running mean activations for the running-estimate KL sparsity.
+
+    Returns
+    -------
+    epoch_loss : ndarray of shape (n_epochs,)
+        Mean per-sample training loss seen during each epoch.
+    finished : int
+        Epochs that finished with a finite loss and finite parameters;
+        ``finished < n_epochs`` means the run diverged at epoch ``epoch0 + finished``.
+    """
+    _check_params(params, layout)
+    if optimizer not in OPTIMIZER_CODES:
+        raise ValueError(f"optimizer {optimizer!r} is unknown; use one of {sorted(OPTIMIZER_CODES)}.")
+    if loss not in LOSS_CODES:
+        raise ValueError(f"loss {loss!r} is unknown; use one of {sorted(LOSS_CODES)}.")
+    X = _as_matrix("X", X, params.dtype, int(layout[0, 2]))
+    Y = _as_matrix("Y", Y, params.dtype, int(layout[-1, 3]))
+    if X.shape[0] != Y.shape[0] or X.shape[0] == 0:
+        raise ValueError(f"X has {X.shape[0]} rows and Y has {Y.shape[0]}; they must match and be non-empty.")
+    if state.shape != (2, params.shape[0]) or state.dtype != params.dtype:
+        raise ValueError(f"state has shape {state.shape}, dtype {state.dtype}; expected (2, {params.shape[0]}) "
+                         f"{params.dtype}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    n_hidden = max(int(layout[:-1, 3].sum()), 1)
+    rho_run = np.zeros(n_hidden) if rho_run is None else rho_run
+    epoch_loss = np.full(n_epochs, np.nan)
+    finished = _train_epochs(params, layout, X, Y, epoch0, n_epochs, int(batch_size), bool(shuffle),
+                             LOSS_CODES[loss], np.ascontiguousarray(hp, dtype=np.float64), _check_drop(drop, layout),
+                             OPTIMIZER_CODES[optimizer], state, counters, np.uint64(seed), rho_run, epoch_loss)
+    return epoch_loss, int(finished)
