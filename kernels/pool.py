@@ -167,8 +167,7 @@ def _pool_range(x, lo, hi, pool, stride, mode, out):
 
 
 @parallel
-def _pool_parallel(x, pool, stride, mode, out):
-    nblocks = min(numba.get_num_threads(), x.shape[0])
+def _pool_parallel(x, nblocks, pool, stride, mode, out):
     for t in numba.prange(nblocks):
         lo = t * x.shape[0] // nblocks
         hi = (t + 1) * x.shape[0] // nblocks
@@ -233,7 +232,8 @@ def pool2d(x, pool, stride=None, mode="mean", remainder="drop", parallel=True):
     x3, pool, stride, (ph, pw) = _prepare(x, pool, stride, remainder)
     out = np.empty((x3.shape[0], ph, pw), x3.dtype)
     if parallel:
-        _pool_parallel(x3, pool, stride, MODES[mode], out)
+        nblocks = min(numba.get_num_threads(), x3.shape[0])
+        _pool_parallel(x3, nblocks, pool, stride, MODES[mode], out)
     else:
         _pool_range(x3, 0, x3.shape[0], pool, stride, MODES[mode], out)
     return out.reshape(x.shape[:-2] + (ph, pw))
