@@ -1,0 +1,153 @@
+"""``sweepnet services up|down|status``: real local services for sweeps, on 127.0.0.1.
+
+Also runnable on its own: ``python -m pipeline.cli_services up`` (what ``infra/local/up.sh`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipeline.services import (
+    DEFAULT_POOL,
+    DEFAULT_STATE_DIR,
+    SERVICES,
+    ServiceError,
+    load_service_set,
+    service_status,
+    start_services,
+    stop_services,
+)
+
+_DESCRIPTION = """\
+Start, inspect and stop the services a distributed sweep talks to, as local processes:
+
+  dask     `dask scheduler` + N `dask worker` processes (1 thread each)
+  mlflow   a lean `mlflow server` (1 worker, job execution off, SQLite + proxied artifacts)
+  prefect  `prefect server` + a `process` work pool + `prefect worker`
+
+Everything binds 127.0.0.1 unless you pass --host. PIDs, logs and data live in the state
+directory (default .sweepnet/services/); `down` stops only the PIDs recorded there.
+`up` prints the environment to export so that `sweepnet sweep` uses these services:
+
+  eval "$(sweepnet services up --dask-workers 2)"
+  sweepnet sweep SWEEP.yaml --dask-address "$SWEEPNET_DASK_ADDRESS"
+  sweepnet services down
+"""
+
+_EPILOG = """\
+MLflow basic auth (--mlflow-auth) needs the mlflow[auth] extra and two secrets in the
+environment, never in a file under version control:
+  export MLFLOW_FLASK_SERVER_SECRET_KEY=$(openssl rand -hex 32)
+  export MLFLOW_AUTH_ADMIN_PASSWORD=$(openssl rand -hex 16)
+Clients then authenticate with MLFLOW_TRACKING_USERNAME=admin and
+MLFLOW_TRACKING_PASSWORD=$MLFLOW_AUTH_ADMIN_PASSWORD.
+Start-up cost measured on a 2-core machine: dask ~3-13 s, mlflow ~10-15 s, prefect ~13-17 s;
+`up` starts them concurrently.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
+                   help="directory for PID files, logs and data (default: %(default)s)")
+    p.add_argument("--only", default=",".join(SERVICES), metavar="LIST",
+                   help="comma-separated subset of %(default)s")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``services`` subcommand (with ``up``, ``down``, ``status``) to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "services", help="start/stop local Dask, MLflow and Prefect servers on 127.0.0.1",
+        description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = parser.add_subparsers(dest="services_action", metavar="{up,down,status}")
+    actions.required = True
+    up = actions.add_parser("up", help="start services and wait until each answers a real request")
+    _add_common(up)
+    up.add_argument("--dask-workers", type=int, default=2, metavar="N",
+                    help="number of `dask worker` processes, 1 thread each (default: %(default)s)")
+    up.add_argument("--mlflow-auth", action="store_true",
+                    help="run MLflow with --app-name basic-auth (secrets read from the environment)")
+    up.add_argument("--mlflow-backend-store-uri", default=None, metavar="URI",
+                    help="e.g. postgresql://user@host/db (default: SQLite in the state directory)")
+    up.add_argument("--prefect-pool", default=DEFAULT_POOL, help="work pool name (default: %(default)s)")
+    up.add_argument("--no-prefect-ui", action="store_true", help="serve the Prefect API without the UI")
+    up.add_argument("--host", default="127.0.0.1",
+                    help="bind address; anything but 127.0.0.1 exposes the services to the network")
+    up.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
+                    help="health wait per service (default: %(default)s)")
+    up.set_defaults(func=_cmd_up)
+    down = actions.add_parser("down", help="stop the recorded processes (SIGTERM, then SIGKILL)")
+    _add_common(down)
+    down.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                      help="grace period before SIGKILL (default: %(default)s)")
+    down.set_defaults(func=_cmd_down)
+    status = actions.add_parser("status", help="show recorded processes, health and env exports")
+    status.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
+                        help="directory for PID files, logs and data (default: %(default)s)")
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    status.set_defaults(func=_cmd_status)
+    return parser
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    if args.host != "127.0.0.1":
+        print(f"# WARNING: binding {args.host}: these services have no authentication unless "
+              "--mlflow-auth; anyone who can reach this host can use them", file=sys.stderr)
+    try:
+        svc = start_services(args.only, state_dir=args.state_dir, host=args.host,
+                             dask_workers=args.dask_workers, mlflow_auth=args.mlflow_auth,
+                             mlflow_backend_store_uri=args.mlflow_backend_store_uri,
+                             prefect_pool=args.prefect_pool, prefect_ui=not args.no_prefect_ui,
+                             timeout=args.timeout)
+    except (ServiceError, ValueError) as err:
+        print(f"sweepnet services up: {err}", file=sys.stderr)
+        return 1
+    for name, secs in sorted(svc.startup_s.items()):
+        print(f"# {name} ready in {secs:.1f} s", file=sys.stderr)
+    if svc.dask_dashboard_url:
+        print(f"# Dask dashboard: {svc.dask_dashboard_url}", file=sys.stderr)
+    print(f"# stop with: sweepnet services down --state-dir {args.state_dir}", file=sys.stderr)
+    print(svc.exports())
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    try:
+        stopped = stop_services(args.state_dir, only=args.only, timeout=args.timeout)
+    except ValueError as err:
+        print(f"sweepnet services down: {err}", file=sys.stderr)
+        return 1
+    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    rows = service_status(args.state_dir)
+    svc = load_service_set(args.state_dir)
+    if args.json:
+        print(json.dumps({"processes": rows, "env": svc.env(), "startup_s": svc.startup_s},
+                         indent=2))
+        return 0 if rows and all(r["alive"] for r in rows) else 3
+    if not rows:
+        print(f"no services recorded in {args.state_dir}")
+        return 3
+    print(f"{'name':<16} {'pid':>7}  {'alive':<5}  {'healthy':<7}  log")
+    for r in rows:
+        print(f"{r['name']:<16} {r['pid']:>7}  {str(r['alive']):<5}  "
+              f"{str(r.get('healthy')):<7}  {r['log']}")
+    print(svc.exports())
+    return 0 if all(r["alive"] for r in rows) else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``services`` standalone: ``python -m pipeline.cli_services up``."""
+    parser = argparse.ArgumentParser(prog="sweepnet")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["services", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
