@@ -25,6 +25,10 @@ class RawData:
     feature_names : list of str
     description : str
         One line naming where the rows come from (for ``meta["source"]``).
+    stored_preprocessing : tuple of dict
+        Fitted steps already applied to ``X`` by the dataset writer.
+    class_names : list, optional
+        Names of the label values (image datasets written from folders).
     """
 
     X: np.ndarray
@@ -32,6 +36,8 @@ class RawData:
     image_shape: tuple[int, int, int] | None
     feature_names: list[str]
     description: str
+    stored_preprocessing: tuple = ()
+    class_names: list | None = None
 
 
 def _pixel_names(n: int) -> list[str]:

@@ -45,7 +45,10 @@ class LoadedData:
         ``image_shape`` ((h, w, c) or None), ``n_features``, ``feature_names``
         (tabular only, else None), ``classes`` (sorted list or None),
         ``preprocessing`` (fitted step dicts, JSON-able), ``n_train``,
-        ``n_valid``, ``n_test``, ``spec`` (the spec as a dict).
+        ``n_valid``, ``n_test``, ``spec`` (the spec as a dict), ``class_names``
+        (names for the label indices of folder image datasets, else None).
+        ``preprocessing`` lists every step from raw pixels to ``X``: first the
+        steps a Parquet dataset was written with, then the spec's steps.
     """
 
     X_train: np.ndarray
@@ -214,7 +217,8 @@ def load_data(spec: DataSpec | dict) -> LoadedData:
         "n_features": int(X.shape[1]),
         "feature_names": None if raw.image_shape else raw.feature_names,
         "classes": _classes(y),
-        "preprocessing": [preprocess.to_jsonable(p) for p in fitted],
+        "class_names": raw.class_names,
+        "preprocessing": list(raw.stored_preprocessing) + [preprocess.to_jsonable(p) for p in fitted],
         "n_train": len(train),
         "n_valid": len(valid),
         "n_test": len(test),

@@ -84,19 +84,21 @@ def _numeric_column(path: Path, table: pa.Table, name: str) -> np.ndarray:
     return values
 
 
-def check_finite(values: np.ndarray, path, column: str) -> None:
+def check_finite(values: np.ndarray, path, column: str, row_offset: int = 0) -> None:
     """Raise a ValueError naming ``path``/``column`` if ``values`` holds NaN or inf.
 
     Parameters
     ----------
     values : ndarray of any shape; rows along axis 0
+    row_offset : int
+        Row number of ``values[0]`` in the file (for chunked checks).
     """
     bad = ~np.isfinite(values)
     if bad.any():
         rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
         raise ValueError(
             f"{path}: column {column!r} has {int(bad.sum())} NaN/inf values in {len(rows)} rows "
-            f"(first at row {int(rows[0])}); drop or impute those rows (or re-create the dataset) "
+            f"(first at row {row_offset + int(rows[0])}); drop or impute those rows (or re-create the dataset) "
             "before training."
         )
 
