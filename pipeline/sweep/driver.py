@@ -1,0 +1,179 @@
+"""Driver-side steps of a sweep (plain Python; the Prefect flow calls them in order).
+
+``prepare`` does everything that must happen before fan-out: validate the spec, the base config and the
+dataset, gradient-check, create the MLflow store + experiment + parent run, mark stale children KILLED,
+warm the Numba cache, expand the trials and size the chunks. ``Collector`` takes chunk outcomes as they
+arrive (progress line, per-configuration children for censuses). ``finish`` writes the summary on the
+parent and returns the counts the CLI turns into an exit code.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline import tracking
+from pipeline.sweep import expand as ex
+from pipeline.sweep import summary
+from pipeline.sweep.progress import Progress
+from pipeline.sweep.runner import TRAIN_FN, ChunkOptions, load_callable
+from pipeline.sweep.spec import SweepSpec, base_config_dict, load_sweep
+
+GRAD_TOL = 1e-6
+
+
+class SweepRefused(ValueError):
+    """The sweep was refused before any fan-out (bad config, bad data, wrong gradient)."""
+
+
+@dataclass
+class SweepPlan:
+    """Everything the flow needs after ``prepare`` (trials of the current rung, chunks, tracking)."""
+
+    spec: SweepSpec
+    ctx: tracking.TrackingContext
+    trials: list[ex.Trial]
+    axes: list[str]
+    options: ChunkOptions
+    chunk_size: int
+    store_dir: str
+    sweep_key: str
+    rung: int = 0
+    trial_secs: float = math.nan
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def n_rungs(self) -> int:
+        return len(self.spec.halving.rungs) if self.spec.halving else 1
+
+
+def sweep_key(spec: SweepSpec, digest: str) -> str:
+    """Hash of the spec (with the base config's content) and the dataset digest."""
+    payload = spec.model_dump(mode="json")
+    payload["base"] = base_config_dict(spec)
+    text = json.dumps({"spec": payload, "data": digest}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def validate(spec_source: str | Path | dict, train_fn: str = TRAIN_FN) -> tuple[SweepSpec, list[ex.Trial]]:
+    """Validate the spec and expand rung 0 (every trial config is validated, the data is loaded once)."""
+    spec = load_sweep(spec_source)
+    try:
+        trials = ex.expand(spec)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise SweepRefused(f"sweep {spec.name!r} refused before fan-out: {err}") from None
+    if not trials:
+        raise SweepRefused(f"sweep {spec.name!r} expands to no trials; check space and strategy.max_models")
+    return spec, trials
+
+
+def gradient_check(trials: list[ex.Trial], limit: int = 4) -> dict[str, float]:
+    """Relative gradient error of a small instance of each of the first ``limit`` configurations.
+
+    Raises
+    ------
+    SweepRefused
+        When any relative difference exceeds ``GRAD_TOL``.
+    """
+    from pipeline.gradcheck import check_config
+
+    seen: dict[str, float] = {}
+    for t in trials:
+        if t.config_key in seen or len(seen) >= limit:
+            continue
+        rel = float(check_config(t.config))
+        seen[t.config_key] = rel
+        if not rel <= GRAD_TOL:
+            raise SweepRefused(
+                f"gradient check failed for trial {t.index} ({t.axes}): relative difference {rel:.3g} > "
+                f"{GRAD_TOL:g}; the model's backward pass disagrees with finite differences, fix it before sweeping"
+            )
+    return seen
+
+
+def warm_and_probe(trial: ex.Trial, train_fn: str) -> float:
+    """Compile the kernels in this process (Numba cache on disk for the workers) and estimate the
+    seconds one trial takes, from a short run of ~1/10 of its epochs."""
+    try:
+        from pipeline.warmup import warm
+    except ImportError:  # older engine without a warm-up helper: the probe run compiles instead
+        warm = None
+    if warm is not None:
+        warm(trial.config)
+    config = copy.deepcopy(trial.config)
+    epochs = int(ex.get_dotted(config, "model.epochs", 1) or 1)
+    short = max(1, math.ceil(epochs / 10))
+    ex.set_dotted(config, "model.epochs", short)
+    train = load_callable(train_fn)
+    if warm is None:
+        train(config)
+    start = time.perf_counter()
+    train(config)
+    return (time.perf_counter() - start) * epochs / short
+
+
+def prepare(
+    spec_source: str | Path | dict,
+    store_dir: str | Path = ".sweepnet",
+    tracking_uri: str | None = None,
+    n_workers: int = 1,
+    train_fn: str = TRAIN_FN,
+    check_gradient: bool = True,
+) -> SweepPlan:
+    """All pre-fan-out steps; returns the plan of rung 0."""
+    spec, trials = validate(spec_source, train_fn)
+    if check_gradient:
+        gradient_check(trials)
+    store = Path(store_dir).resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri or tracking.default_tracking_uri(store)
+    key = sweep_key(spec, trials[0].data_digest)
+    params = {"sweep": spec.model_dump(mode="json", exclude={"base"}), "base": base_config_dict(spec)}
+    local = uri.startswith("sqlite") or uri.startswith("file")
+    ctx = tracking.open_sweep(uri, spec.experiment or spec.name, spec.name, key, params,
+                              artifact_root=store / "artifacts" if local else None)
+    tracking.reconcile_stale(ctx)
+    trial_secs = warm_and_probe(trials[0], train_fn)
+    size = spec.chunk_size if spec.chunk_size != "auto" else ex.auto_chunk_size(
+        len(trials), trial_secs, n_workers, spec.chunk_seconds)
+    deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
+    options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
+                           artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn)
+    axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
+    return SweepPlan(spec, ctx, trials, axes, options, int(size), str(store), key, trial_secs=trial_secs)
+
+
+def pending_chunks(plan: SweepPlan) -> list[list[ex.Trial]]:
+    """Chunks of the trials of the current rung that still need to run (finished ones are skipped)."""
+    if plan.spec.child_per == "config":
+        done = tracking.finished_keys(plan.ctx)
+        todo = [t for t in plan.trials if config_child_key(plan, t.config_key) not in done]
+    else:
+        done = tracking.finished_keys(plan.ctx)
+        todo = [t for t in plan.trials if t.key not in done]
+    return ex.chunk(todo, plan.chunk_size) if todo else []
+
+
+def config_child_key(plan: SweepPlan, config_key: str) -> str:
+    """Key of a per-configuration child: the configuration and the exact trial keys it covers."""
+    keys = sorted(t.key for t in plan.trials if t.config_key == config_key)
+    return hashlib.sha256(json.dumps([config_key, keys]).encode()).hexdigest()[:16]
+
+
+def next_rung(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
+    """The plan of the next successive-halving rung, or ``None`` after the last rung."""
+    if plan.rung + 1 >= plan.n_rungs:
+        return None
+    objective = {r["key"]: r["objective"] for r in rows if r["status"] in summary.OK}
+    points = ex.promote(plan.spec, plan.trials, objective)
+    if not points:
+        return None
+    trials = ex.expand(plan.spec, rung=plan.rung + 1, points=points)
+    return replace(plan, trials=trials, rung=plan.rung + 1, history=plan.history + rows)

@@ -1,0 +1,229 @@
+"""Deterministic expansion of a sweep into trials, trial keys, successive-halving rungs and chunks.
+
+The same spec and dataset always give the same trials in the same order with the same keys:
+random draws come from ``np.random.Generator(SeedSequence(strategy.seed))``, never the global RNG.
+A trial key is ``sha256(resolved trial config, seed, dataset digest)[:16]``; it is what makes a rerun
+skip finished work and what stops a re-executed Dask task from logging a trial twice.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline.sweep.spec import Distribution, SweepSpec, base_config_dict
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run of a sweep (picklable; carries plain data only).
+
+    Attributes
+    ----------
+    index : int
+        Position in the expansion (stable across reruns).
+    key : str
+        16 hex chars, hash of (resolved config, seed, dataset digest).
+    config_key : str
+        Hash of the configuration without its seed: trials that differ only by seed share it.
+    seed : int or None
+        The initialisation seed (``model.seed``), ``None`` if the config has none.
+    axes : dict
+        Swept dotted field -> value (the seed axis included as ``model.seed``).
+    config : dict
+        The resolved training config (``TrainConfig.model_dump(mode="json")``).
+    rung : int
+        Successive-halving rung (0 without halving).
+    """
+
+    index: int
+    key: str
+    config_key: str
+    seed: int | None
+    axes: dict[str, Any]
+    config: dict[str, Any]
+    rung: int = 0
+    data_digest: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_resolver(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate a training config with ``pipeline.config.load_config`` and return it resolved."""
+    from pipeline.config import load_config
+
+    return load_config(config).model_dump(mode="json")
+
+
+def default_digest(data: dict[str, Any]) -> str:
+    """Digest of the dataset a data spec points at (``pipeline.datasets.load_data(spec).meta``)."""
+    from pipeline.datasets import DataSpec, load_data
+
+    return str(load_data(DataSpec.model_validate(data)).meta["digest"])
+
+
+def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``config["a"]["b"] = value`` for ``dotted = "a.b"``, creating missing mappings."""
+    node = config
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(
+                f"space field {dotted!r}: {part!r} holds {child!r}, not a mapping; check the dotted path"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """Read ``config["a"]["b"]`` for ``dotted = "a.b"`` (``default`` when absent)."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def trial_key(config: dict[str, Any], seed: int | None, data_digest: str) -> str:
+    """``sha256(resolved config, seed, dataset digest)[:16]``."""
+    return _digest({"config": config, "seed": seed, "data": data_digest})
+
+
+def draw_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The configurations (without seeds) the strategy visits, in a deterministic order."""
+    fields = sorted(spec.space)
+    if spec.strategy.kind == "Cartesian":
+        points = [dict(zip(fields, combo)) for combo in itertools.product(*(spec.space[f] for f in fields))]
+        return points[: spec.strategy.max_models] if spec.strategy.max_models else points
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(spec.strategy.seed)))
+    want = spec.strategy.max_models or 1
+    finite = all(isinstance(spec.space[f], list) for f in fields)
+    if finite:
+        grid = [dict(zip(fields, c)) for c in itertools.product(*(spec.space[f] for f in fields))]
+        order = rng.permutation(len(grid))
+        return [grid[i] for i in order[:want]]
+    points, seen = [], set()
+    for _ in range(want * 100):
+        point = {f: _draw(spec.space[f], rng) for f in fields}
+        tag = json.dumps(point, sort_keys=True, default=str)
+        if tag not in seen:
+            seen.add(tag)
+            points.append(point)
+        if len(points) == want:
+            break
+    return points
+
+
+def _draw(values: list[Any] | Distribution, rng: np.random.Generator) -> Any:
+    if isinstance(values, Distribution):
+        return values.sample(rng)
+    return copy.deepcopy(values[int(rng.integers(len(values)))])
+
+
+def expand(
+    spec: SweepSpec,
+    resolver: Callable[[dict], dict] = default_resolver,
+    digest: Callable[[dict], str] = default_digest,
+    rung: int = 0,
+    points: list[dict[str, Any]] | None = None,
+) -> list[Trial]:
+    """All trials of ``spec`` (for successive halving: of rung ``rung`` over ``points``).
+
+    Raises
+    ------
+    ValueError
+        When an override makes an invalid training config; the message names the trial's axes.
+    """
+    base = base_config_dict(spec)
+    seeds = spec.seed_axis
+    points = draw_points(spec) if points is None else points
+    digests: dict[str, str] = {}
+    trials: list[Trial] = []
+    for point in points:
+        for seed in seeds if seeds is not None else [None]:
+            axes = dict(point)
+            if seed is not None:
+                axes["model.seed"] = seed
+            if spec.halving is not None:
+                axes["model.epochs"] = spec.halving.rungs[rung]
+            trials.append(_make_trial(spec, base, axes, len(trials), rung, resolver, digest, digests))
+    return trials
+
+
+def _make_trial(spec, base, axes, index, rung, resolver, digest, digests) -> Trial:
+    raw = copy.deepcopy(base)
+    for dotted, value in axes.items():
+        set_dotted(raw, dotted, copy.deepcopy(value))
+    try:
+        config = resolver(raw)
+    except Exception as err:  # pydantic's ValidationError or the loader's ValueError
+        raise ValueError(f"sweep {spec.name!r}: the trial with {axes} is not a valid config: {err}") from None
+    data = config.get("data", {})
+    data_tag = json.dumps(data, sort_keys=True, default=str)
+    if data_tag not in digests:
+        digests[data_tag] = digest(data)
+    seed = get_dotted(config, "model.seed")
+    no_seed = copy.deepcopy(config)
+    if isinstance(no_seed.get("model"), dict):
+        no_seed["model"].pop("seed", None)
+    return Trial(
+        index=index,
+        key=trial_key(config, seed, digests[data_tag]),
+        config_key=_digest({"config": no_seed, "data": digests[data_tag]}),
+        seed=seed,
+        axes=axes,
+        config=config,
+        rung=rung,
+        data_digest=digests[data_tag],
+    )
+
+
+def promote(spec: SweepSpec, trials: list[Trial], objective: dict[str, float]) -> list[dict[str, Any]]:
+    """Configurations that go on to the next halving rung: the best ``keep`` share by mean objective.
+
+    ``objective`` maps trial key -> objective value (missing or non-finite = failed, ranked last).
+    """
+    by_point: dict[str, list[float]] = {}
+    point_of: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        point = {k: v for k, v in t.axes.items() if k not in ("model.seed", "model.epochs")}
+        tag = json.dumps(point, sort_keys=True, default=str)
+        point_of[tag] = point
+        value = objective.get(t.key, math.nan)
+        by_point.setdefault(tag, []).append(value if math.isfinite(value) else math.nan)
+    sign = 1.0 if spec.objective.direction == "minimize" else -1.0
+
+    def score(tag: str) -> float:
+        vals = by_point[tag]
+        return math.inf if any(math.isnan(v) for v in vals) else sign * float(np.mean(vals))
+
+    ranked = sorted(by_point, key=score)
+    n_keep = max(1, math.ceil(len(ranked) * spec.halving.keep))
+    return [point_of[tag] for tag in ranked[:n_keep] if math.isfinite(score(tag))]
+
+
+def auto_chunk_size(n_trials: int, trial_secs: float, n_workers: int, target_secs: float = 3.0) -> int:
+    """Trials per Prefect task so a task carries ~``target_secs`` yet every worker gets several tasks."""
+    by_time = max(1, int(target_secs / max(trial_secs, 1e-6)))
+    balance = max(1, math.ceil(n_trials / (3 * max(n_workers, 1))))
+    return max(1, min(by_time, balance))
+
+
+def chunk(trials: list[Trial], size: int) -> list[list[Trial]]:
+    """Split ``trials`` into consecutive chunks of at most ``size``."""
+    if size <= 0:
+        raise ValueError(f"chunk size = {size} must be positive")
+    return [trials[i : i + size] for i in range(0, len(trials), size)]

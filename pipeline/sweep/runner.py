@@ -1,0 +1,194 @@
+"""Run a chunk of trials in one worker process and log each one as an MLflow child.
+
+This is the body of the Prefect task (``flows/sweep.py`` only wraps it). Plain Python: it can be
+called directly in tests, in a thread, or on a Dask worker. A trial that raises or diverges becomes a
+FAILED child with the error; the chunk goes on. Work is skipped when the trial key already has a
+FINISHED child, so re-executing a chunk (Dask does that after a worker dies) logs nothing twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from pipeline import tracking
+from pipeline.sweep.expand import Trial
+
+TRAIN_FN = "pipeline.train:run_training"
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    """Per-sweep settings every chunk needs (small and picklable).
+
+    Attributes
+    ----------
+    sweep_name : str
+    objective : str
+        Metric key of ``TrainResult.metrics`` that ranks trials.
+    child_per : {"trial", "config"}
+        ``config``: no per-trial MLflow children; outcomes go back to the driver, which logs one child
+        per configuration with the per-seed table.
+    artifacts : bool
+        Log learning curve, weights, config (and feature picture) per trial child.
+    deadline : float or None
+        ``time.time()`` after which no new trial starts (``max_runtime_secs``).
+    train_fn : str
+        ``"module:function"`` of the trial function; the real one unless a test says otherwise.
+    """
+
+    sweep_name: str
+    objective: str
+    child_per: str = "trial"
+    artifacts: bool = True
+    deadline: float | None = None
+    train_fn: str = TRAIN_FN
+
+
+def load_callable(path: str) -> Callable:
+    """Import ``"package.module:function"``."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_chunk(
+    trials: list[Trial], ctx: tracking.TrackingContext | None, options: ChunkOptions
+) -> list[dict[str, Any]]:
+    """Run ``trials`` one after another; return one small outcome dict per trial.
+
+    Outcome keys: ``key``, ``index``, ``config_key``, ``seed``, ``rung``, ``status`` (``finished``,
+    ``failed``, ``cached``, ``skipped``), ``objective``, ``metrics``, ``error``, ``seconds``, ``run_id``,
+    ``epochs_run``.
+    """
+    train = load_callable(options.train_fn)
+    done = set()
+    if ctx is not None and options.child_per == "trial":
+        done = {k for k in tracking.finished_keys(ctx) if k in {t.key for t in trials}}
+    outcomes = []
+    for trial in trials:
+        if trial.key in done:
+            outcomes.append(_outcome(trial, "cached"))
+        elif options.deadline is not None and time.time() > options.deadline:
+            outcomes.append(_outcome(trial, "skipped", error="max_runtime_secs reached before start"))
+        else:
+            outcomes.append(run_trial(trial, ctx, options, train))
+    return outcomes
+
+
+def _outcome(trial: Trial, status: str, **extra: Any) -> dict[str, Any]:
+    base = {
+        "key": trial.key, "index": trial.index, "config_key": trial.config_key, "seed": trial.seed,
+        "rung": trial.rung, "status": status, "objective": math.nan, "metrics": {}, "error": "",
+        "seconds": 0.0, "run_id": None, "epochs_run": 0,
+    }
+    base.update(extra)
+    return base
+
+
+def divergence(history: list[dict], metrics: dict[str, float], objective: str) -> str:
+    """Why a finished training run counts as diverged ('' when it did not)."""
+    for row in history:
+        for k, v in row.items():
+            if isinstance(v, float) and k.endswith("loss") and not math.isfinite(v):
+                return f"diverged: {k} = {v} at epoch {row.get('epoch', '?')}"
+    value = metrics.get(objective)
+    if value is None:
+        return f"objective metric {objective!r} is not among the trial's metrics {sorted(metrics)}"
+    if not math.isfinite(float(value)):
+        return f"diverged: objective {objective} = {value}"
+    return ""
+
+
+def run_trial(trial: Trial, ctx, options: ChunkOptions, train: Callable) -> dict[str, Any]:
+    """Train one trial and log it (child run), turning errors and divergence into FAILED children."""
+    start = time.perf_counter()
+    try:
+        result = train(trial.config)
+        error = divergence(result.history, result.metrics, options.objective)
+    except Exception as err:  # any trial error, MemoryError included, becomes a FAILED child
+        result, error = None, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
+    seconds = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in (result.metrics if result else {}).items() if _num(v)}
+    status = "failed" if error else "finished"
+    out = _outcome(
+        trial, status, metrics=metrics, error=error, seconds=seconds,
+        objective=metrics.get(options.objective, math.nan) if not error else math.nan,
+        epochs_run=len(result.history) if result else 0,
+    )
+    if ctx is None or options.child_per != "trial":
+        return out
+    name = run_name(options.sweep_name, trial)
+    tags = trial_tags(trial)
+    if error:
+        out["run_id"] = tracking.log_failure(ctx, trial.key, name, trial.config, tags, error)
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        if options.artifacts:
+            write_trial_artifacts(Path(tmp), trial, result)
+        run_id = tracking.log_child(
+            ctx, trial.key, name, trial.config, tags, result.history, metrics,
+            tmp if options.artifacts else None,
+        )
+    out["run_id"] = run_id
+    if run_id is None:
+        out["status"] = "cached"
+    return out
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def run_name(sweep_name: str, trial: Trial) -> str:
+    """Readable child name: sweep, index and the swept values."""
+    short = ",".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in trial.axes.items())
+    return f"{sweep_name}-{trial.index:05d} {short}"[:240]
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v).replace(" ", "")
+
+
+def trial_tags(trial: Trial) -> dict[str, Any]:
+    """Tags of a trial child: key, configuration key, rung, seed, and one tag per swept axis."""
+    tags = {
+        tracking.TAG_CONFIG: trial.config_key, tracking.TAG_KIND: "trial", "sweepnet.rung": trial.rung,
+        "sweepnet.index": trial.index, "sweepnet.seed": trial.seed, "sweepnet.data_digest": trial.data_digest,
+    }
+    tags.update({f"sweepnet.axis.{k}": v for k, v in trial.axes.items()})
+    return tags
+
+
+def write_trial_artifacts(folder: Path, trial: Trial, result) -> None:
+    """Learning curve PNG, resolved config YAML, weights (``model.save``), feature picture if any."""
+    from pipeline import plots
+
+    (folder / "config.yaml").write_text(yaml.safe_dump(trial.config, sort_keys=False))
+    plots.learning_curve(result.history, folder / "learning_curve.png", title=f"trial {trial.index}")
+    model_dir = folder / "model"
+    model_dir.mkdir()
+    result.model.save(str(model_dir / "model"))
+    feature_picture(result, folder / "features.png")
+
+
+def feature_picture(result, path: Path) -> bool:
+    """Draw the first layer's weights as image tiles when the data are images and pictures exist."""
+    try:
+        from pipeline import pictures  # written by the datasets engineer; optional
+    except ImportError:
+        return False
+    draw = getattr(pictures, "save_feature_picture", None)
+    if draw is None:
+        return False
+    try:
+        return bool(draw(result.model, result.config, path))
+    except (ValueError, TypeError, KeyError):
+        return False

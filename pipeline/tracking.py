@@ -1,0 +1,259 @@
+"""The one MLflow adapter: a parent run per sweep, a child run per trial (or per configuration).
+
+Every MLflow call of the project goes through this module. Rules it keeps (see STACK.md):
+
+* The driver creates the store (sqlite migrations), the experiment and the parent run *before* any
+  fan-out; workers only open children with ``mlflow.parentRunId`` set (the UI nests on that tag).
+* Params are logged once, as one batch; per-epoch metrics go in ``log_batch`` calls with ``step``.
+* Idempotency: a child carries ``sweepnet.trial_key``. Before a child is created and again right before
+  it is marked FINISHED, the key is looked up; a trial with a FINISHED child is never logged again.
+* Stale RUNNING children (their process was killed) are marked KILLED by :func:`reconcile_stale`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+TAG_SWEEP = "sweepnet.sweep_key"
+TAG_KEY = "sweepnet.trial_key"
+TAG_CONFIG = "sweepnet.config_key"
+TAG_KIND = "sweepnet.kind"
+TAG_ERROR = "sweepnet.error"
+PARENT = "mlflow.parentRunId"
+_BATCH = {"metrics": 1000, "params": 100, "tags": 100}
+_CLIENTS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class TrackingContext:
+    """What a worker needs to log children of one sweep (picklable, plain strings)."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+def default_tracking_uri(store_dir: str | Path = ".sweepnet") -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else a sqlite file ``<store_dir>/mlflow.db``."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path(store_dir).resolve() / 'mlflow.db'}"
+
+
+def client(tracking_uri: str):
+    """A cached ``MlflowClient`` for ``tracking_uri`` (one per process)."""
+    if tracking_uri not in _CLIENTS:
+        from mlflow import MlflowClient
+
+        _CLIENTS[tracking_uri] = MlflowClient(tracking_uri=tracking_uri)
+    return _CLIENTS[tracking_uri]
+
+
+def open_sweep(
+    tracking_uri: str,
+    experiment: str,
+    sweep_name: str,
+    sweep_key: str,
+    params: dict[str, Any],
+    artifact_root: str | Path | None = None,
+) -> TrackingContext:
+    """Create (or reopen, on a rerun) the experiment and the sweep's parent run.
+
+    Call this in the driver before fan-out: the first client to touch a new sqlite file runs the
+    schema migrations, and two processes doing it at once fail.
+
+    Parameters
+    ----------
+    sweep_key : str
+        Hash of the sweep spec + data; a rerun of the same sweep reopens the same parent.
+    artifact_root : path, optional
+        Artifact location for a *new* experiment on a local store (ignored if it exists).
+    """
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        exp_id = c.create_experiment(experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp_id)
+    found = c.search_runs([exp_id], filter_string=f"tags.`{TAG_SWEEP}` = '{sweep_key}'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+        c.update_run(run_id, status="RUNNING")
+    else:
+        tags = {TAG_SWEEP: sweep_key, TAG_KIND: "sweep", "mlflow.runName": sweep_name}
+        run_id = c.create_run(exp_id, run_name=sweep_name, tags=tags).info.run_id
+        log_params(c, run_id, params)
+    return TrackingContext(tracking_uri, exp_id, run_id)
+
+
+def log_params(c, run_id: str, params: dict[str, Any]) -> None:
+    """Log ``params`` (flattened to dotted keys) in batches of 100."""
+    from mlflow.entities import Param
+
+    flat = [Param(k, _short(v, 6000)) for k, v in flatten(params).items()]
+    for i in range(0, len(flat), _BATCH["params"]):
+        c.log_batch(run_id, params=flat[i : i + _BATCH["params"]])
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"l1": 0}}`` -> ``{"model.l1": 0}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _short(value: Any, limit: int) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def children(ctx: TrackingContext, status: str | None = None, key: str | None = None) -> list:
+    """Child runs of the sweep's parent, optionally filtered by status and trial key."""
+    c = client(ctx.tracking_uri)
+    query = f"tags.`{PARENT}` = '{ctx.parent_run_id}'"
+    if status:
+        query += f" and attributes.status = '{status}'"
+    if key:
+        query += f" and tags.`{TAG_KEY}` = '{key}'"
+    runs, token = [], None
+    while True:
+        page = c.search_runs([ctx.experiment_id], filter_string=query, max_results=5000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def finished_keys(ctx: TrackingContext) -> set[str]:
+    """Trial keys that already have a FINISHED child."""
+    return {r.data.tags.get(TAG_KEY) for r in children(ctx, status="FINISHED")} - {None}
+
+
+def reconcile_stale(ctx: TrackingContext) -> int:
+    """Mark every RUNNING child of the sweep KILLED (its process is gone); return how many."""
+    c = client(ctx.tracking_uri)
+    stale = children(ctx, status="RUNNING")
+    for run in stale:
+        c.set_tag(run.info.run_id, TAG_ERROR, "stale RUNNING child: its process died; marked KILLED")
+        c.set_terminated(run.info.run_id, status="KILLED")
+    return len(stale)
+
+
+def _metrics(history: list[dict], final: dict[str, float], ts: int) -> list:
+    from mlflow.entities import Metric
+
+    out = []
+    last = history[-1] if history else {}
+    for i, row in enumerate(history):
+        step = int(row.get("epoch", i + 1))
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, (int, float)):
+                out.append(Metric(k, float(v), ts, step))
+    step = int(last.get("epoch", len(history)))
+    for k, v in final.items():
+        if isinstance(v, (int, float)) and last.get(k) != v:
+            out.append(Metric(k, float(v), ts + 1, step))
+    return out
+
+
+def log_child(
+    ctx: TrackingContext,
+    key: str,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, Any],
+    history: Iterable[dict],
+    metrics: dict[str, float],
+    artifacts: str | Path | None = None,
+    status: str = "FINISHED",
+) -> str | None:
+    """Log one finished (or failed) child run; return its id, or ``None`` if the key is already done.
+
+    The key is looked up right before the child is created and again right before it is closed, so a
+    trial re-executed by Dask (its first result lived on a dead worker) never gets a second FINISHED child.
+    """
+    c = client(ctx.tracking_uri)
+    if children(ctx, status="FINISHED", key=key):
+        return None
+    all_tags = {PARENT: ctx.parent_run_id, TAG_KEY: key, "mlflow.runName": run_name}
+    all_tags.update({k: _short(v, 5000) for k, v in tags.items()})
+    run_id = c.create_run(ctx.experiment_id, run_name=run_name, tags=all_tags).info.run_id
+    try:
+        log_params(c, run_id, params)
+        ms = _metrics(list(history), metrics, int(time.time() * 1000))
+        for i in range(0, len(ms), _BATCH["metrics"]):
+            c.log_batch(run_id, metrics=ms[i : i + _BATCH["metrics"]])
+        if artifacts is not None:
+            c.log_artifacts(run_id, str(artifacts))
+    except BaseException:
+        c.set_terminated(run_id, status="FAILED")
+        raise
+    if status == "FINISHED" and any(r.info.run_id != run_id for r in children(ctx, "FINISHED", key)):
+        c.delete_run(run_id)  # lost a race with a duplicate execution of the same trial
+        return None
+    c.set_terminated(run_id, status=status)
+    return run_id
+
+
+def log_failure(ctx: TrackingContext, key: str, run_name: str, params: dict, tags: dict, error: str) -> str:
+    """A FAILED child carrying the error text as a tag and as ``error.txt``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "error.txt").write_text(error)
+        run_id = log_child(
+            ctx, key, run_name, params, {**tags, TAG_ERROR: error[-5000:]}, [], {}, tmp, status="FAILED"
+        )
+    return run_id or ""
+
+
+def log_parent(
+    ctx: TrackingContext, metrics: dict[str, float], tags: dict[str, Any], artifacts: str | Path | None
+) -> None:
+    """Summary metrics, tags (e.g. the best child) and artifacts on the parent run."""
+    from mlflow.entities import Metric, RunTag
+
+    c = client(ctx.tracking_uri)
+    ts = int(time.time() * 1000)
+    ms = [Metric(k, float(v), ts, 0) for k, v in metrics.items()]
+    ts_tags = [RunTag(k, _short(v, 5000)) for k, v in tags.items()]
+    for i in range(0, max(len(ms), len(ts_tags)), 100):
+        c.log_batch(ctx.parent_run_id, metrics=ms[i : i + 100], tags=ts_tags[i : i + 100])
+    if artifacts is not None:
+        c.log_artifacts(ctx.parent_run_id, str(artifacts))
+
+
+def close_sweep(ctx: TrackingContext, failed: bool) -> None:
+    """Mark the parent FINISHED (or FAILED when the sweep itself broke)."""
+    client(ctx.tracking_uri).set_terminated(ctx.parent_run_id, status="FAILED" if failed else "FINISHED")
+
+
+def run_status(ctx: TrackingContext, run_id: str) -> str:
+    """Status string of a run (``FINISHED``, ``FAILED``, ``KILLED``, ``RUNNING``)."""
+    return client(ctx.tracking_uri).get_run(run_id).info.status
+
+
+def tag_run(ctx: TrackingContext, run_id: str, tags: dict[str, Any]) -> None:
+    """Set tags on one run of the sweep (e.g. ``sweepnet.best`` on the best child)."""
+    from mlflow.entities import RunTag
+
+    client(ctx.tracking_uri).log_batch(run_id, tags=[RunTag(k, _short(v, 5000)) for k, v in tags.items()])
+
+
+def read_artifact_text(ctx: TrackingContext, run_id: str, path: str) -> str:
+    """Text of one artifact of a run (downloaded to a temporary folder; works for proxied stores)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client(ctx.tracking_uri).download_artifacts(run_id, path, tmp)
+        return Path(local).read_text()
