@@ -1,0 +1,73 @@
+"""Central-difference gradient checks of a config's objective (UFLDL's checkNumericalGradient).
+
+The check runs on a small instance of the config: its first ``n_samples``
+training rows, at most ``max_hidden`` units per hidden layer (UFLDL's tip:
+about 10 examples and 1-2 hidden units), float64, dropout masks fixed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.network import loss_and_grad
+from pipeline import encoding, fitting
+from pipeline.config import load_config
+from pipeline.model import DeepLearningModel
+
+#: UFLDL's EPSILON for the two-sided difference.
+EPSILON = 1e-4
+
+
+def numerical_gradient(func, theta, epsilon=EPSILON):
+    """Two-sided difference (J(θ+εe_k) − J(θ−εe_k)) / 2ε for every entry of ``theta``."""
+    grad = np.zeros_like(theta)
+    for k in range(theta.size):
+        saved = theta[k]
+        theta[k] = saved + epsilon
+        plus = func(theta)
+        theta[k] = saved - epsilon
+        minus = func(theta)
+        theta[k] = saved
+        grad[k] = (plus - minus) / (2.0 * epsilon)
+    return grad
+
+
+def relative_difference(numeric, analytic) -> float:
+    """‖num − ana‖ / ‖num + ana‖ (UFLDL's criterion; < 1e-9 is typical for a correct gradient)."""
+    denominator = np.linalg.norm(numeric + analytic)
+    return float(np.linalg.norm(numeric - analytic) / denominator) if denominator > 0 else 0.0
+
+
+def check_model(spec, X, y=None, classes=None, epsilon=EPSILON) -> float:
+    """Relative difference between backprop and numerical gradients of ``spec``'s objective at init."""
+    spec = spec.model_copy(update={"dtype": "float64"})
+    model = DeepLearningModel(spec)
+    model._setup(np.asarray(X, dtype=np.float64), y, classes)
+    Xs = encoding.apply_input_scaler(model.scaler_, X, np.float64)
+    Ys = model._targets(X, y)
+    hp = fitting.hyperparameters(spec, model.loss_)
+    drop = np.asarray(spec.dropout_ratios)
+    layout, seed = model.layout_, model.stream_seed_
+    theta = model.params_.copy()
+    if spec.initial_weight_distribution == "Zero":
+        theta[:] = np.random.default_rng(spec.seed).normal(0, 0.1, theta.size)
+
+    def objective(t):
+        return loss_and_grad(t, layout, Xs, Ys, model.loss_, hp, drop, seed=seed, epoch=0)[0]
+
+    analytic = loss_and_grad(theta, layout, Xs, Ys, model.loss_, hp, drop, seed=seed, epoch=0)[1]
+    return relative_difference(numerical_gradient(objective, theta.copy(), epsilon), analytic)
+
+
+def check_config(config, n_samples=10, max_hidden=4, epsilon=EPSILON, data=None) -> float:
+    """Gradient check of a training config on a small instance of it (see module doc)."""
+    from pipeline.datasets import load_data
+
+    cfg = load_config(config)
+    data = load_data(cfg.data) if data is None else data
+    hidden = [min(h, max_hidden) for h in cfg.model.hidden]
+    spec = cfg.model.model_copy(update={"hidden": hidden, "hidden_dropout_ratios": (
+        cfg.model.hidden_dropout_ratios and cfg.model.hidden_dropout_ratios[:len(hidden)])})
+    X = data.X_train[:n_samples]
+    y = None if data.y_train is None else data.y_train[:n_samples]
+    return check_model(spec, X, y, data.meta.get("classes"), epsilon)

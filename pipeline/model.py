@@ -1,0 +1,281 @@
+"""DeepLearningModel: an h2o.deeplearning-style estimator over the Numba kernels.
+
+>>> model = DeepLearningModel(activation="Tanh", hidden=[2], epochs=10000, distribution="gaussian")
+>>> model.fit(X, y).predict(X)                                    # doctest: +SKIP
+
+Parameters are one flat vector (``params_``) described by ``layout_``;
+``layer_params(l)`` returns copies of one layer's ``W`` and ``b``. Models are
+saved as ``.npz`` (arrays) with a JSON header: no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from kernels.layout import bias_view, make_layout, weight_view
+from kernels.network import forward
+from pipeline import encoding, fitting, metrics
+from pipeline.config import ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, ModelSpec
+
+FORMAT_VERSION = 1
+
+
+def _check_finite(name, X):
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{name} has shape {X.shape}; it must be 2-dimensional (n_samples, n_features).")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows); give at least one sample.")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN/inf value(s), first at row {rows[0]}, column {cols[0]}; "
+                         f"drop or impute those rows before training.")
+    return X
+
+
+class DeepLearningModel:
+    """Feed-forward network trained by mini-batch backprop (or L-BFGS).
+
+    Parameters
+    ----------
+    spec : ModelSpec or dict, optional
+    **fields
+        ModelSpec fields (h2o names), merged over ``spec``.
+    """
+
+    def __init__(self, spec: ModelSpec | dict | None = None, **fields):
+        base = spec.model_dump() if isinstance(spec, ModelSpec) else dict(spec or {})
+        self.spec = ModelSpec.model_validate({**base, **fields})
+        self.history_: list[dict] = []
+
+    # ------------------------------------------------------------------ setup
+    def _resolve(self, y, classes):
+        spec = self.spec
+        if spec.autoencoder:
+            task = "autoencoder"
+        elif spec.distribution in ("multinomial", "bernoulli"):
+            task = "classification"
+        elif spec.distribution == "gaussian":
+            task = "regression"
+        else:
+            non_numeric = y is not None and not np.issubdtype(np.asarray(y).dtype, np.number)
+            task = "classification" if (classes is not None or non_numeric) else "regression"
+        output = OUTPUT_ACTIVATIONS[spec.output_activation]
+        if output is None:
+            output = "softmax" if task == "classification" else "linear"
+        loss = LOSSES[spec.loss]
+        if loss is None:
+            loss = "cross_entropy" if (task == "classification" and output in ("softmax", "sigmoid")) else "quadratic"
+        if loss == "cross_entropy" and output not in ("softmax", "sigmoid"):
+            raise ValueError(f"loss=CrossEntropy needs a Softmax or Sigmoid output, got output_activation="
+                             f"{spec.output_activation!r} ({output}); use loss=Quadratic or change the output.")
+        if output == "softmax" and task != "classification":
+            raise ValueError(f"output_activation=Softmax needs class labels, but the task is {task}; "
+                             "use Linear, Sigmoid or Tanh.")
+        return task, output, loss
+
+    def _init_params(self, sizes, rng):
+        spec = self.spec
+        dtype = np.dtype(spec.dtype)
+        params = np.zeros(self.n_params_, dtype=dtype)
+        for layer in range(len(sizes) - 1):
+            W = weight_view(params, self.layout_, layer)
+            fan_in, fan_out = sizes[layer], sizes[layer + 1]
+            dist = spec.initial_weight_distribution
+            if dist == "UniformAdaptive":
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                W[:] = rng.uniform(-bound, bound, W.shape)
+            elif dist == "Uniform":
+                W[:] = rng.uniform(-spec.initial_weight_scale, spec.initial_weight_scale, W.shape)
+            elif dist == "Normal":
+                W[:] = rng.normal(0.0, spec.initial_weight_scale, W.shape)
+        return params
+
+    def _setup(self, X, y, classes):
+        spec = self.spec
+        self.task_, output, self.loss_ = self._resolve(y, classes)
+        self.scaler_ = encoding.fit_input_scaler(X, spec.standardize, spec.autoencoder)
+        target = X if self.task_ == "autoencoder" else y
+        if self.task_ == "autoencoder":
+            self.encoder_ = {"task": "autoencoder", "output": output}
+            n_out = X.shape[1]
+        else:
+            self.encoder_ = encoding.fit_target_encoder(target, self.task_, output)
+            n_out = encoding.n_outputs(self.encoder_)
+        hidden_act, _ = ACTIVATIONS[spec.activation]
+        self.sizes_ = [X.shape[1], *spec.hidden, n_out]
+        self.layout_, self.n_params_ = make_layout(self.sizes_, [hidden_act] * len(spec.hidden) + [output])
+        init_seq, stream_seq = np.random.SeedSequence(spec.seed).spawn(2)
+        self.stream_seed_ = int(stream_seq.generate_state(1, dtype=np.uint64)[0])
+        self.params_ = self._init_params(self.sizes_, np.random.default_rng(init_seq))
+
+    def _targets(self, X, y):
+        dtype = np.dtype(self.spec.dtype)
+        if self.task_ == "autoencoder":
+            return encoding.apply_input_scaler(self.scaler_, X, dtype) if self.spec.standardize else \
+                np.ascontiguousarray(X, dtype=dtype)
+        if y is None:
+            raise ValueError("y is None but the model is supervised; pass targets or set autoencoder: true.")
+        return encoding.encode_targets(self.encoder_, np.asarray(y), dtype)
+
+    # -------------------------------------------------------------- training
+    def fit(self, X, y=None, X_valid=None, y_valid=None, classes=None, progress=None):
+        """Train from scratch.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,), optional
+            Labels or values; ignored (may be None) for autoencoders.
+        X_valid, y_valid : optional validation data, scored at every scoring event.
+        classes : list, optional
+            Declared class labels (e.g. from the dataset); makes ``distribution: AUTO`` a classification.
+        progress : callable(entry: dict, total_epochs: int), optional
+
+        Returns
+        -------
+        self
+        """
+        X = _check_finite("X", X)
+        if y is not None and len(y) != X.shape[0]:
+            raise ValueError(f"y has {len(y)} rows but X has {X.shape[0]}; they must match.")
+        self._setup(X, y, classes)
+        Xs = encoding.apply_input_scaler(self.scaler_, X, np.dtype(self.spec.dtype))
+        Ys = self._targets(X, y)
+        self.history_ = []
+        score = self._scorer(X, y, X_valid, y_valid)
+        hp = fitting.hyperparameters(self.spec, self.loss_)
+        if self.spec.resolved_optimizer == "lbfgs":
+            fitting.run_lbfgs(self, Xs, Ys, hp, score, progress)
+        else:
+            fitting.run_stochastic(self, Xs, Ys, hp, np.asarray(self.spec.dropout_ratios), score, progress)
+        return self
+
+    def _scorer(self, X, y, X_valid, y_valid):
+        n = X.shape[0]
+        if n > fitting.SCORE_TRAINING_SAMPLES:
+            pick = np.random.default_rng(self.spec.seed).choice(n, fitting.SCORE_TRAINING_SAMPLES, replace=False)
+            X, y = X[np.sort(pick)], (None if y is None else np.asarray(y)[np.sort(pick)])
+        if X_valid is not None:
+            X_valid = _check_finite("X_valid", X_valid)
+
+        def score():
+            entry = {f"training_{k}": v for k, v in self.score(X, y).items()}
+            if X_valid is not None:
+                entry.update({f"validation_{k}": v for k, v in self.score(X_valid, y_valid).items()})
+            return entry
+        return score
+
+    def stop_check(self) -> bool:
+        spec = self.spec
+        if spec.stopping_rounds == 0:
+            return False
+        name = spec.stopping_metric
+        if name == "AUTO":
+            name = "MSE" if self.task_ == "autoencoder" else metrics.default_stopping_metric(self.task_)
+        prefix = "validation_" if any(k.startswith("validation_") for k in self.history_[-1]) else "training_"
+        return fitting.should_stop(self.history_, prefix + name, spec.stopping_rounds, spec.stopping_tolerance,
+                                   metrics.LOWER_IS_BETTER.get(name, True))
+
+    # ------------------------------------------------------------ inference
+    def _check_fitted(self):
+        if not hasattr(self, "params_"):
+            raise RuntimeError("this model is not fitted yet; call fit(X, y) or DeepLearningModel.load(path).")
+
+    def _outputs(self, X, layer=-1):
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.sizes_[0]:
+            raise ValueError(f"X has shape {X.shape}; the model expects (n_samples, {self.sizes_[0]}).")
+        Xs = encoding.apply_input_scaler(self.scaler_, X, self.params_.dtype)
+        return forward(self.params_, self.layout_, Xs, layer=layer)
+
+    def predict(self, X):
+        """Labels (classification), values (regression) or reconstructions (autoencoder), shape (n_samples, ...)."""
+        out = self._outputs(X)
+        if self.task_ == "autoencoder":
+            return self._unscale_reconstruction(out)
+        return encoding.decode_outputs(self.encoder_, out)[0]
+
+    def predict_proba(self, X):
+        """Class probabilities of shape (n_samples, n_classes), columns in ``classes_`` order."""
+        if getattr(self, "task_", None) != "classification":
+            raise ValueError("predict_proba needs a classification model; use predict for values.")
+        return encoding.decode_outputs(self.encoder_, self._outputs(X))[1]
+
+    @property
+    def classes_(self):
+        return self.encoder_.get("classes")
+
+    def _unscale_reconstruction(self, out):
+        if not self.spec.standardize:
+            return np.asarray(out, dtype=np.float64)
+        return out * np.asarray(self.scaler_["scale"]) + np.asarray(self.scaler_["offset"])
+
+    def score(self, X, y=None) -> dict:
+        """h2o-style metrics: logloss/accuracy/MSE (classes), MSE/RMSE/MAE (values), MSE (autoencoder)."""
+        if self.task_ == "autoencoder":
+            return {"MSE": float(np.mean(self.anomaly(X)))}
+        out = self._outputs(X)
+        labels, proba = encoding.decode_outputs(self.encoder_, out)
+        if self.task_ == "classification":
+            return metrics.classification_metrics(np.asarray(y), labels, proba, self.encoder_["classes"])
+        return metrics.regression_metrics(y, labels)
+
+    def deepfeatures(self, X, layer=0):
+        """Activations of hidden layer ``layer`` (0-based), shape (n_samples, hidden[layer]) (h2o.deepfeatures)."""
+        n_hidden = len(self.spec.hidden)
+        if not 0 <= layer < n_hidden:
+            raise ValueError(f"layer={layer} is out of range; this model has hidden layers 0..{n_hidden - 1}.")
+        return self._outputs(X, layer=layer).astype(np.float64)
+
+    def anomaly(self, X, per_feature=False):
+        """Reconstruction error of an autoencoder (h2o.anomaly), in the scaled input space.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) (mean squared error per row) or
+        (n_samples, n_features) squared errors when ``per_feature``.
+        """
+        if self.task_ != "autoencoder":
+            raise ValueError("anomaly needs an autoencoder; train with autoencoder: true.")
+        Xs = encoding.apply_input_scaler(self.scaler_, np.asarray(X, dtype=np.float64), np.float64)
+        err = (self._outputs(X).astype(np.float64) - Xs) ** 2
+        return err if per_feature else err.mean(axis=1)
+
+    def layer_params(self, layer):
+        """Copies of (W of shape (n_out * pieces, n_in), b of shape (n_out * pieces,)) for one layer."""
+        self._check_fitted()
+        return weight_view(self.params_, self.layout_, layer).copy(), bias_view(self.params_, self.layout_, layer).copy()
+
+    # ------------------------------------------------------------ save/load
+    def save(self, path, extra: dict | None = None) -> Path:
+        """Write ``path`` (.npz): arrays plus a JSON header (spec, encoders, history). No pickle."""
+        self._check_fitted()
+        header = {"format": "sweepnet-model", "version": FORMAT_VERSION, "spec": self.spec.model_dump(mode="json"),
+                  "task": self.task_, "loss": self.loss_, "sizes": self.sizes_, "scaler": self.scaler_,
+                  "encoder": self.encoder_, "history": self.history_, "extra": extra or {}}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            np.savez(handle, params=self.params_, layout=self.layout_,
+                     header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`; a truncated or foreign file raises ValueError."""
+        from pipeline.model_io import read_model_file
+
+        header, params, layout = read_model_file(path)
+        model = cls(header["spec"])
+        model.task_, model.loss_, model.sizes_ = header["task"], header["loss"], header["sizes"]
+        model.scaler_, model.encoder_, model.history_ = header["scaler"], header["encoder"], header["history"]
+        model.extra_ = header.get("extra", {})
+        model.params_, model.layout_, model.n_params_ = params, layout, params.size
+        return model

@@ -1,0 +1,85 @@
+"""One training run from a config: load data, fit, score. What sweeps call per trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.config import TrainConfig, load_config
+from pipeline.datasets import load_data
+from pipeline.model import DeepLearningModel
+
+
+@dataclass
+class TrainResult:
+    """What one run produced.
+
+    Attributes
+    ----------
+    model : DeepLearningModel
+    history : list of dict
+        Per scoring event: epoch, samples, training_objective, training_*/validation_* metrics.
+    metrics : dict of str to float
+        Final ``train_*``, ``valid_*`` and ``test_*`` metrics.
+    config : dict
+        The resolved config (every default filled in).
+    data_digest : str
+    data_meta : dict
+    """
+
+    model: DeepLearningModel
+    history: list
+    metrics: dict
+    config: dict
+    data_digest: str
+    data_meta: dict = field(default_factory=dict)
+
+
+def run_training(config, progress=None, data=None) -> TrainResult:
+    """Train one model as a config says.
+
+    Parameters
+    ----------
+    config : TrainConfig, dict or path
+    progress : callable(entry, total_epochs), optional
+    data : LoadedData, optional
+        Already loaded data (sweeps load a dataset once per worker chunk).
+    """
+    cfg = load_config(config) if not isinstance(config, TrainConfig) else config
+    data = load_data(cfg.data) if data is None else data
+    model = DeepLearningModel(cfg.model)
+    model.fit(data.X_train, data.y_train, data.X_valid, data.y_valid, classes=data.meta.get("classes"),
+              progress=progress)
+    metrics = final_metrics(model, data)
+    return TrainResult(model=model, history=model.history_, metrics=metrics,
+                       config=cfg.model_dump(mode="json"), data_digest=data.meta.get("digest", ""),
+                       data_meta=data.meta)
+
+
+def final_metrics(model, data) -> dict:
+    """Scores on every available split, prefixed train_/valid_/test_, plus the final objective."""
+    out = {"final_objective": float(model.history_[-1]["training_objective"]),
+           "epochs_run": float(model.history_[-1]["epoch"])}
+    for prefix, X, y in (("train", data.X_train, data.y_train), ("valid", data.X_valid, data.y_valid),
+                         ("test", data.X_test, data.y_test)):
+        if X is None or (y is None and model.task_ != "autoencoder"):
+            continue
+        out.update({f"{prefix}_{k}": float(v) for k, v in model.score(X, y).items()})
+    return out
+
+
+def predictions_table(model, X, max_rows=20) -> str:
+    """h2o.predict-like text table of the first ``max_rows`` predictions."""
+    X = np.asarray(X)[:max_rows]
+    pred = model.predict(X)
+    if model.task_ == "classification":
+        proba = model.predict_proba(X)
+        head = "  predict  " + "  ".join(f"p{c!s:>8}" for c in model.classes_)
+        rows = [f"{i + 1:>3} {p!s:>6}  " + "  ".join(f"{v:9.6f}" for v in row) for i, (p, row) in enumerate(zip(pred, proba))]
+    elif model.task_ == "regression":
+        head = "     predict"
+        rows = [f"{i + 1:>3} {float(v):9.6f}" for i, v in enumerate(np.ravel(pred))]
+    else:
+        return ""
+    return "\n".join([head, *rows])
