@@ -284,3 +284,42 @@ def train(params, layout, X, Y, *, n_epochs, batch_size, loss, optimizer="sgd", 
                 theta = max_norm(theta, layout, max_w2)
         epoch_loss.append(total / m)
     return theta, np.array(epoch_loss)
+
+
+def central_difference(f, theta, eps=1e-4, order=2):
+    """Numerical gradient of ``f`` at ``theta`` by central differences (order 2 or 4).
+
+    See :func:`central_differences`.
+    """
+    return central_differences(f, theta, eps, both=False, order=order)
+
+
+def central_differences(f, theta, eps=1e-4, both=True, order=4):
+    """Two- and four-point central-difference gradients from one set of evaluations.
+
+    Two-point (UFLDL's computeNumericalGradient): (f(t + eps e_i) - f(t - eps e_i)) / (2 eps),
+    truncation error eps^2 f3 / 6 (f3: third derivative along e_i).
+    Four-point (five-point stencil): (-f(t + 2 eps) + 8 f(t + eps) - 8 f(t - eps) + f(t - 2 eps)) / (12 eps),
+    truncation error eps^4 f5 / 30. Returns (two_point, four_point) when ``both``.
+    """
+    theta = np.array(theta, dtype=np.float64)
+    two, four = np.zeros_like(theta), np.zeros_like(theta)
+    steps = (1, -1) if (order == 2 and not both) else (2, 1, -1, -2)
+    for i in range(theta.shape[0]):
+        old = theta[i]
+        values = {}
+        for step in steps:
+            theta[i] = old + step * eps
+            values[step] = f(theta)
+        theta[i] = old
+        two[i] = (values[1] - values[-1]) / (2 * eps)
+        if len(steps) == 4:
+            four[i] = (-values[2] + 8 * values[1] - 8 * values[-1] + values[-2]) / (12 * eps)
+    if both:
+        return two, four
+    return two if order == 2 else four
+
+
+def relative_difference(numerical, analytic):
+    """UFLDL's check: ||num - ana|| / ||num + ana||."""
+    return float(np.linalg.norm(numerical - analytic) / np.linalg.norm(numerical + analytic))
