@@ -1,0 +1,46 @@
+# sweepnet: two commands on a fresh machine — `make demo` and `make test`.
+# Each creates or refreshes .venv from pyproject.toml, installs the project, and runs.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# Numba's on-disk cache lives beside the sources (keyed on path + mtime); workers share it.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test test-slow bench reliability clean help
+
+help:
+	@echo "make demo         set up .venv and run a real sweep on a local Dask cluster (MLflow store in ./mlflow.db)"
+	@echo "make test         set up .venv and run the test suite (real dask/mlflow/prefect servers on 127.0.0.1)"
+	@echo "make test-slow    slow and scale checks (pytest -m slow)"
+	@echo "make bench        benchmarks; results in BENCHMARKS.md"
+	@echo "make reliability  fault-injection tests; results in RELIABILITY.md"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/sweepnet demo
+
+test: setup
+	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+reliability: setup
+	$(PY) -m pytest -m "reliability" -p no:cacheprovider tests/reliability
+	$(PY) benchmarks/reliability_report.py
+
+clean:
+	rm -rf $(VENV) .sweepnet mlruns mlflow.db .pytest_cache

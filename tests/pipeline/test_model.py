@@ -1,0 +1,130 @@
+"""DeepLearningModel end to end: the lab's XOR, the symmetry trap, save/load, errors."""
+
+import numpy as np
+import pytest
+
+from pipeline.config import ConfigError, ModelSpec, load_config
+from pipeline.fitting import TrainingDivergedError
+from pipeline.model import DeepLearningModel
+
+X_XOR = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+Y_XOR = np.array([-1.0, 1.0, 1.0, -1.0])
+LAB_XOR = dict(activation="Tanh", hidden=[2], epochs=10000, input_dropout_ratio=0.0, l1=0.0,
+               distribution="gaussian", standardize=False)
+
+
+def test_xor_lab_settings_solve_for_most_seeds():
+    solved = 0
+    for seed in range(10):
+        model = DeepLearningModel(seed=seed, **LAB_XOR).fit(X_XOR, Y_XOR)
+        solved += bool(np.all(np.sign(model.predict(X_XOR)) == Y_XOR))
+    assert solved >= 8, f"only {solved}/10 seeds solved XOR"
+
+
+def test_zero_init_never_solves_and_hidden_units_stay_identical():
+    for seed in range(3):
+        model = DeepLearningModel(seed=seed, **{**LAB_XOR, "epochs": 2000},
+                                  initial_weight_distribution="Zero").fit(X_XOR, Y_XOR)
+        W1, b1 = model.layer_params(0)
+        np.testing.assert_array_equal(W1[0], W1[1])
+        assert b1[0] == b1[1]
+        assert not np.all(np.sign(model.predict(X_XOR)) == Y_XOR)
+
+
+def test_same_seed_gives_bit_identical_weights_and_different_seed_does_not():
+    spec = dict(LAB_XOR, epochs=300, mini_batch_size=1)
+    a = DeepLearningModel(seed=7, **spec).fit(X_XOR, Y_XOR).params_
+    b = DeepLearningModel(seed=7, **spec).fit(X_XOR, Y_XOR).params_
+    c = DeepLearningModel(seed=8, **spec).fit(X_XOR, Y_XOR).params_
+    assert a.tobytes() == b.tobytes()
+    assert a.tobytes() != c.tobytes()
+
+
+def test_fit_does_not_mutate_inputs():
+    X, y = X_XOR.copy(), Y_XOR.copy()
+    DeepLearningModel(seed=1, **dict(LAB_XOR, epochs=50, standardize=True)).fit(X, y)
+    np.testing.assert_array_equal(X, X_XOR)
+    np.testing.assert_array_equal(y, Y_XOR)
+
+
+def test_classification_probabilities_and_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = np.where(X[:, 0] + X[:, 1] > 0, "pos", "neg")
+    model = DeepLearningModel(activation="Rectifier", hidden=[8], epochs=30, seed=0, mini_batch_size=8,
+                              optimizer="adam", rate=0.01).fit(X, y)
+    proba = model.predict_proba(X)
+    assert proba.shape == (200, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert model.score(X, y)["accuracy"] > 0.9
+    path = model.save(tmp_path / "m.npz")
+    loaded = DeepLearningModel.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.history_ == model.history_
+
+
+def test_regression_targets_are_mapped_back_through_tanh_output():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, size=(300, 1))
+    y = 50.0 + 10.0 * X[:, 0]
+    model = DeepLearningModel(activation="Tanh", hidden=[8], output_activation="Tanh", epochs=200,
+                              mini_batch_size=16, optimizer="adam", rate=0.01, seed=0).fit(X, y)
+    assert model.score(X, y)["RMSE"] < 1.0  # targets span 40..60
+    assert 38.0 < model.predict(X).min() and model.predict(X).max() < 62.0
+
+
+def test_autoencoder_anomaly_and_deepfeatures():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0.1, 0.9, size=(50, 6))
+    model = DeepLearningModel(activation="Sigmoid", hidden=[3], autoencoder=True, sparsity_beta=3.0,
+                              average_activation=0.1, l2=1e-4, standardize=False, output_activation="Sigmoid",
+                              optimizer="lbfgs", epochs=50, seed=0).fit(X)
+    assert model.anomaly(X).shape == (50,)
+    assert model.anomaly(X, per_feature=True).shape == (50, 6)
+    features = model.deepfeatures(X, layer=0)
+    assert features.shape == (50, 3) and (features > 0).all() and (features < 1).all()
+    assert model.history_[-1]["training_objective"] < model.history_[0]["training_objective"]
+
+
+def test_nan_input_is_refused_with_row_and_column():
+    X = X_XOR.copy()
+    X[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"X holds 1 NaN/inf value\(s\), first at row 2, column 1"):
+        DeepLearningModel(**LAB_XOR).fit(X, Y_XOR)
+
+
+def test_divergence_names_the_epoch():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(64, 4)) * 100
+    y = X.sum(axis=1) * 1e3
+    model = DeepLearningModel(activation="Rectifier", hidden=[16], epochs=50, optimizer="sgd", rate=10.0,
+                              rate_annealing=0.0, standardize=False, distribution="gaussian", seed=0)
+    with pytest.raises(TrainingDivergedError, match=r"training diverged at epoch \d+"):
+        model.fit(X, y)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"activation": "tanh"}, r"model.activation = 'tanh': not allowed"),
+    ({"hiden": [2]}, r"model.hiden = \[2\]: unknown key"),
+    ({"epochs": -1}, r"model.epochs = -1: Input should be greater than 0"),
+    ({"activation": "Tanh", "hidden_dropout_ratios": [0.5]}, r"needs a \*WithDropout activation"),
+    ({"optimizer": "lbfgs", "input_dropout_ratio": 0.2}, r"optimizer=lbfgs needs a deterministic objective"),
+])
+def test_bad_config_values_name_field_value_and_fix(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"model": {"hidden": [2], **fields}, "data": {"source": "xor"}})
+
+
+def test_spec_dropout_defaults_follow_h2o():
+    spec = ModelSpec(activation="RectifierWithDropout", hidden=[4, 4], input_dropout_ratio=0.2)
+    assert spec.dropout_ratios == [0.2, 0.5, 0.5]
+    assert ModelSpec(activation="Rectifier", hidden=[4]).dropout_ratios == [0.0, 0.0]
+
+
+def test_loading_a_truncated_model_gives_a_clear_error(tmp_path):
+    model = DeepLearningModel(seed=0, **dict(LAB_XOR, epochs=10)).fit(X_XOR, Y_XOR)
+    path = model.save(tmp_path / "m.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or not a model saved by sweepnet"):
+        DeepLearningModel.load(path)
