@@ -1,0 +1,138 @@
+"""Bad input to the public dense-network wrappers raises with a message that names the problem."""
+
+import numpy as np
+import pytest
+
+from kernels.activations import activate
+from kernels.dropout import dropout_mask
+from kernels.layout import make_layout
+from kernels.network import forward, hyper_vector, loss_and_grad, train_epochs
+
+LAYOUT, N_PARAMS = make_layout((3, 4, 2), ("tanh", "linear"))
+
+
+def _args(dtype=np.float64, m=5):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal(N_PARAMS).astype(dtype), rng.standard_normal((m, 3)), rng.standard_normal((m, 2))
+
+
+def _train(params, X, Y, **kw):
+    options = dict(epoch0=0, n_epochs=1, batch_size=2, loss="quadratic", optimizer="sgd",
+                   hp=hyper_vector(rate=0.01), drop=None, seed=0)
+    options.update(kw)
+    state = options.pop("state", None)
+    if state is None:
+        state = np.zeros((2, N_PARAMS), dtype=getattr(params, "dtype", np.float64))
+    return train_epochs(params, LAYOUT, X, Y, state, np.zeros(2), **options)
+
+
+@pytest.mark.parametrize("bad", [np.arange(N_PARAMS), np.zeros(N_PARAMS, np.float16), list(range(N_PARAMS))],
+                         ids=["int64", "float16", "list"])
+def test_wrong_params_type_is_a_type_error(bad):
+    _, X, Y = _args()
+    with pytest.raises(TypeError, match="params has dtype .*float32 or float64"):
+        loss_and_grad(bad, LAYOUT, X, Y)
+    with pytest.raises(TypeError, match="params has dtype"):
+        forward(bad, LAYOUT, X)
+    with pytest.raises(TypeError, match="params has dtype"):
+        _train(bad, X, Y, state=np.zeros((2, N_PARAMS)))
+
+
+def test_params_wrong_length():
+    params, X, Y = _args()
+    with pytest.raises(ValueError, match=rf"params has shape \({N_PARAMS - 1},\); .* {N_PARAMS} entries"):
+        loss_and_grad(params[:-1].copy(), LAYOUT, X, Y)
+    with pytest.raises(ValueError, match="params has shape"):
+        forward(params.reshape(1, -1), LAYOUT, X)
+
+
+def test_params_not_contiguous_or_read_only():
+    params, X, Y = _args()
+    strided = np.zeros(2 * N_PARAMS)[::2]
+    with pytest.raises(ValueError, match="C-contiguous, writable.*params.copy"):
+        loss_and_grad(strided, LAYOUT, X, Y)
+    params.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        _train(params, X, Y)
+
+
+@pytest.mark.parametrize("name,X,Y,pattern", [
+    ("X", np.zeros(3), np.zeros((1, 2)), r"X is 1-dimensional .*\.reshape\(-1, 1\)"),
+    ("X", np.zeros((5, 4)), np.zeros((5, 2)), "X has 4 columns but the network expects 3"),
+    ("Y", np.zeros((5, 3)), np.zeros((5, 3)), "Y has 3 columns but the network expects 2"),
+    ("Y", np.zeros((5, 3)), np.zeros((5, 2, 1)), "Y is 3-dimensional"),
+    ("rows", np.zeros((5, 3)), np.zeros((4, 2)), "X has 5 rows but Y has 4"),
+])
+def test_wrong_shapes_name_the_argument(name, X, Y, pattern):
+    params, _, _ = _args()
+    with pytest.raises(ValueError, match=pattern):
+        loss_and_grad(params, LAYOUT, X, Y)
+    with pytest.raises(ValueError, match=name if name != "rows" else "X has 5 rows and Y has 4"):
+        _train(params, X, Y)
+
+
+def test_forward_checks_X():
+    params, _, _ = _args()
+    with pytest.raises(ValueError, match="X has 2 columns but the network expects 3"):
+        forward(params, LAYOUT, np.zeros((4, 2)))
+
+
+def test_unknown_names():
+    params, X, Y = _args()
+    with pytest.raises(ValueError, match=r"loss 'hinge' is unknown; use one of \['absolute', 'cross_entropy'"):
+        loss_and_grad(params, LAYOUT, X, Y, loss="hinge")
+    with pytest.raises(ValueError, match="loss 'hinge' is unknown"):
+        _train(params, X, Y, loss="hinge")
+    with pytest.raises(ValueError, match=r"optimizer 'rmsprop' is unknown; use one of \['adadelta', 'adam', 'sgd'\]"):
+        _train(params, X, Y, optimizer="rmsprop")
+    with pytest.raises(ValueError, match="activation 'relu' is unknown; use one of"):
+        make_layout((3, 2), ("relu",))
+    with pytest.raises(ValueError, match="activation 'relu' is unknown"):
+        activate("relu", np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="hyperparameter 'learning_rate' is unknown"):
+        hyper_vector(learning_rate=0.1)
+    with pytest.raises(ValueError, match="hyperparameter 'n_hyper' is unknown"):
+        hyper_vector(n_hyper=3)
+
+
+def test_layout_errors():
+    with pytest.raises(ValueError, match="softmax is only allowed on the output layer"):
+        make_layout((3, 4, 2), ("softmax", "linear"))
+    with pytest.raises(ValueError, match="activations has 1 entries but sizes=.* defines 2 layers"):
+        make_layout((3, 4, 2), ("tanh",))
+    with pytest.raises(ValueError, match="at least 2 positive layer sizes"):
+        make_layout((3, 0, 2), ("tanh", "linear"))
+
+
+@pytest.mark.parametrize("drop", [[1.0, 0.0], [-0.1, 0.0], [0.2], [0.1, 0.2, 0.3]])
+def test_dropout_ratio_out_of_range_or_wrong_length(drop):
+    params, X, Y = _args()
+    with pytest.raises(ValueError, match=r"drop=.* must hold one ratio in \[0, 1\) per layer input \(2 values"):
+        loss_and_grad(params, LAYOUT, X, Y, drop=drop)
+    with pytest.raises(ValueError, match="drop="):
+        _train(params, X, Y, drop=drop)
+
+
+@pytest.mark.parametrize("ratio", [1.0, -0.01, 1.5])
+def test_dropout_mask_ratio_out_of_range(ratio):
+    with pytest.raises(ValueError, match=rf"ratio={ratio} must be in \[0, 1\)"):
+        dropout_mask((2, 2), ratio, seed=0)
+
+
+def test_train_state_and_batch_size():
+    params, X, Y = _args()
+    with pytest.raises(ValueError, match=rf"state has shape \(2, 3\), dtype float64; expected \(2, {N_PARAMS}\)"):
+        _train(params, X, Y, state=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=rf"state has shape .*float32; expected \(2, {N_PARAMS}\) float64"):
+        _train(params, X, Y, state=np.zeros((2, N_PARAMS), np.float32))
+    with pytest.raises(ValueError, match="batch_size=0 must be >= 1"):
+        _train(params, X, Y, batch_size=0)
+    with pytest.raises(ValueError, match="X has 0 rows and Y has 0; they must match and be non-empty"):
+        _train(params, X[:0], Y[:0])
+
+
+def test_activate_shape_errors():
+    with pytest.raises(ValueError, match="z is 1-dimensional and must be 2-dimensional"):
+        activate("tanh", np.zeros(3))
+    with pytest.raises(ValueError, match="z has 3 columns, not a multiple of pieces=2"):
+        activate("maxout", np.zeros((1, 3)), pieces=2)
