@@ -53,6 +53,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     patches.add_argument("--seed", type=int, default=0, help="sampling seed; same seed, same file")
     patches.add_argument("--colour", "--color", action="store_true",
                          help="RGB patches (h*w*3 values); default converts to grey")
+    patches.add_argument("--whiten", action="store_true",
+                         help="whiten whole images first (Olshausen-Field 1/f filter, like UFLDL's "
+                              "IMAGES.mat); sparse autoencoders then learn edge detectors, not blobs")
     _add_common(patches)
     patches.set_defaults(func=_cmd_patches)
 
@@ -121,7 +124,7 @@ def _cmd_patches(args: argparse.Namespace) -> int:
          f"from {args.source} (seed {args.seed}) ...")
     try:
         path = write_patches(args.out, args.source, size=args.size, count=args.count, seed=args.seed,
-                             colour=args.colour, preprocessing=_steps(args),
+                             colour=args.colour, whiten=args.whiten, preprocessing=_steps(args),
                              rows_per_group=args.rows_per_group,
                              created_by=f"sweepnet {_version()} data patches")
     except ValueError as err:

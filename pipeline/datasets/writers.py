@@ -20,7 +20,7 @@ def _preprocess_pixels(pixels: np.ndarray, steps) -> tuple[np.ndarray, list[dict
 
 
 def write_patches(out, source: str = "skimage-grey", *, size: int = 8, count: int = 10000, seed: int = 0,
-                  colour: bool = False, preprocessing=(), rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
+                  colour: bool = False, whiten: bool = False, preprocessing=(), rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
                   created_by: str = "pipeline.datasets.write_patches") -> Path:
     """Sample random patches from ``source`` images and write them as Parquet.
 
@@ -34,6 +34,9 @@ def write_patches(out, source: str = "skimage-grey", *, size: int = 8, count: in
         Patch side, number of patches, sampling seed (same seed, same file).
     colour : bool
         RGB patches (c = 3) instead of grey (c = 1).
+    whiten : bool
+        Whiten whole images first (Olshausen-Field, like UFLDL's IMAGES.mat;
+        see :func:`pipeline.datasets.sources.whiten_image`).
     preprocessing : list of str / dict / PreprocessStep
         Steps fitted on all sampled patches and applied before writing; the
         fitted numbers go in the file metadata (e.g. ``["ufldl_normalize"]``).
@@ -44,12 +47,12 @@ def write_patches(out, source: str = "skimage-grey", *, size: int = 8, count: in
     -------
     Path of the written file.
     """
-    named = load_images(source, colour=colour)
+    named = load_images(source, colour=colour, whiten=whiten)
     patches, positions = sample_patches([im for _, im in named], size, count, seed)
     patches, fitted = _preprocess_pixels(patches, preprocessing)
     ids = np.asarray([name for name, _ in named], dtype=object)[positions[:, 0]]
     provenance = {"source": source, "images": [name for name, _ in named], "seed": seed, "count": count,
-                  "size": size, "created_by": created_by}
+                  "size": size, "whiten": whiten, "created_by": created_by}
     return write_dataset(out, patches, source_id=ids.tolist(), row=positions[:, 1], col=positions[:, 2],
                          kind="patches", preprocessing=fitted, provenance=provenance,
                          rows_per_group=rows_per_group)

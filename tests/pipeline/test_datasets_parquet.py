@@ -204,3 +204,18 @@ def test_image_dataset_rejects_tabular_columns(tmp_path):
     path = write_dataset(tmp_path / "d.parquet", _images(), source_id="s")
     with pytest.raises(ValueError, match=r"features 'pixels' and target 'label'"):
         load_data({"source": str(path), "target": "kind"})
+
+
+def test_whitened_images_have_flat_spectrum_and_fixed_variance():
+    from pipeline.datasets.sources import whiten_image
+
+    (_, camera), = load_images("camera")
+    white = whiten_image(camera)
+    assert white.shape == camera.shape and abs(white.mean()) < 1e-4
+    np.testing.assert_allclose(white.var(), 0.1, rtol=1e-3)
+    # natural images: power falls ~1/f^2; whitened: low vs mid frequency power ratio near 1
+    def band_ratio(img):
+        power = np.abs(np.fft.fft2(img[..., 0])) ** 2
+        f = np.hypot(*np.meshgrid(np.fft.fftfreq(512), np.fft.fftfreq(512), indexing="ij"))
+        return power[(f > 0.02) & (f < 0.04)].mean() / power[(f > 0.2) & (f < 0.3)].mean()
+    assert band_ratio(camera) > 100 and band_ratio(white) < 10  # measured: 267 and 5.2
