@@ -28,7 +28,7 @@ def learning_curve(history: Sequence[dict], path: str | Path, title: str = "") -
         PNG to write.
     """
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=80)
-    keys = sorted({k for row in history for k in row if k.endswith("loss")})
+    keys = sorted({k for row in history for k in row if "objective" in k or k.endswith("loss")})
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     positive = True
     for key in keys:

@@ -211,7 +211,7 @@ def promote(spec: SweepSpec, trials: list[Trial], objective: dict[str, float]) -
         return math.inf if any(math.isnan(v) for v in vals) else sign * float(np.mean(vals))
 
     ranked = sorted(by_point, key=score)
-    n_keep = max(1, math.ceil(len(ranked) * spec.halving.keep))
+    n_keep = max(1, round(len(ranked) * spec.halving.keep))
     return [point_of[tag] for tag in ranked[:n_keep] if math.isfinite(score(tag))]
 
 

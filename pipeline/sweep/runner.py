@@ -9,6 +9,8 @@ FINISHED child, so re-executing a chunk (Dask does that after a worker dies) log
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
 import math
 import tempfile
 import time
@@ -68,7 +70,7 @@ def run_chunk(
     ``failed``, ``cached``, ``skipped``), ``objective``, ``metrics``, ``error``, ``seconds``, ``run_id``,
     ``epochs_run``.
     """
-    train = load_callable(options.train_fn)
+    train = _with_shared_data(load_callable(options.train_fn))
     done = set()
     if ctx is not None and options.child_per == "trial":
         done = {k for k in tracking.finished_keys(ctx) if k in {t.key for t in trials}}
@@ -81,6 +83,24 @@ def run_chunk(
         else:
             outcomes.append(run_trial(trial, ctx, options, train))
     return outcomes
+
+
+def _with_shared_data(train: Callable) -> Callable:
+    """Load each distinct dataset once per chunk when the trial function accepts ``data=``."""
+    if "data" not in inspect.signature(train).parameters:
+        return train
+    cache: dict[str, Any] = {}
+
+    def call(config: dict):
+        from pipeline.datasets import load_data
+
+        tag = json.dumps(config.get("data", {}), sort_keys=True, default=str)
+        if tag not in cache:
+            cache.clear()  # chunks are grouped by configuration: keep one dataset in memory
+            cache[tag] = load_data(config["data"])
+        return train(config, data=cache[tag])
+
+    return call
 
 
 def _outcome(trial: Trial, status: str, **extra: Any) -> dict[str, Any]:
@@ -97,7 +117,7 @@ def divergence(history: list[dict], metrics: dict[str, float], objective: str) -
     """Why a finished training run counts as diverged ('' when it did not)."""
     for row in history:
         for k, v in row.items():
-            if isinstance(v, float) and k.endswith("loss") and not math.isfinite(v):
+            if isinstance(v, float) and ("objective" in k or k.endswith("loss")) and not math.isfinite(v):
                 return f"diverged: {k} = {v} at epoch {row.get('epoch', '?')}"
     value = metrics.get(objective)
     if value is None:
@@ -175,20 +195,22 @@ def write_trial_artifacts(folder: Path, trial: Trial, result) -> None:
     plots.learning_curve(result.history, folder / "learning_curve.png", title=f"trial {trial.index}")
     model_dir = folder / "model"
     model_dir.mkdir()
-    result.model.save(str(model_dir / "model"))
+    result.model.save(model_dir / "weights.npz")
     feature_picture(result, folder / "features.png")
 
 
 def feature_picture(result, path: Path) -> bool:
-    """Draw the first layer's weights as image tiles when the data are images and pictures exist."""
+    """First-layer weights as image tiles, when the data are images and ``pipeline.pictures`` exists."""
+    meta = getattr(result, "data_meta", None) or {}
+    if not meta.get("image_shape"):
+        return False
     try:
         from pipeline import pictures  # written by the datasets engineer; optional
     except ImportError:
         return False
-    draw = getattr(pictures, "save_feature_picture", None)
-    if draw is None:
-        return False
     try:
-        return bool(draw(result.model, result.config, path))
-    except (ValueError, TypeError, KeyError):
-        return False
+        W, _ = result.model.layer_params(0)
+        pictures.write_feature_picture(W, tuple(meta["image_shape"]), path, meta.get("preprocessing") or None)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False  # e.g. an image shape that does not match the first layer (conv features)
+    return True

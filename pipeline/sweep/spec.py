@@ -84,7 +84,7 @@ class Objective(BaseModel):
     """The metric that ranks trials (a key of ``TrainResult.metrics``) and its direction."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    metric: str = "train_loss"
+    metric: str = "final_objective"
     direction: Literal["minimize", "maximize"] = "minimize"
 
 

@@ -184,7 +184,7 @@ def write_summary(folder: Path, rows: Sequence[dict], spec: SweepSpec, axes: Seq
     census_md = markdown(c_header, c_body)
     (folder / "census.md").write_text(census_md)
     finished = [r for r in rows if r["status"] in OK and math.isfinite(r["objective"])]
-    for axis in axes:
+    for axis in [a for a in axes if len({str(r["axes"].get(a)) for r in rows}) > 1]:
         plots.axis_vs_objective(finished, axis, spec.objective.metric, folder / f"axis_{axis}.png")
     if spec.seed_axis is not None and groups:
         plots.census(groups, folder / "census.png")

@@ -1,0 +1,187 @@
+"""The sweep flow: validate -> gradient check -> parent run -> warm-up -> chunks on Dask -> summary.
+
+Thin wiring only; every step is a function of ``pipeline.sweep``. Run it through the CLI
+(``sweepnet sweep SPEC``), which starts one local Prefect server first, or directly::
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.sweep examples/sweeps/xor_census.yaml
+
+Without ``--dask-address`` (or ``SWEEPNET_DASK_ADDRESS``) an embedded ``LocalCluster`` of single-threaded
+worker processes on 127.0.0.1 is started for the run and closed after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from prefect import flow, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect_dask import DaskTaskRunner
+
+from pipeline import tracking
+from pipeline.sweep import collect, driver, runner
+
+EXIT_OK, EXIT_ERROR, EXIT_REFUSED, EXIT_TRIALS_FAILED = 0, 1, 2, 3
+
+
+def _io_error(task_, task_run, state) -> bool:
+    """Retry a chunk only for I/O errors (tracking store unreachable); trial errors are already caught."""
+    try:
+        state.result()
+    except (OSError, TimeoutError):
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+@task(name="run-chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3, retry_condition_fn=_io_error)
+def run_chunk(trials: list, ctx: tracking.TrackingContext, options: runner.ChunkOptions) -> list[dict]:
+    """Train and log one chunk of trials (seconds of work) on a Dask worker."""
+    return runner.run_chunk(trials, ctx, options)
+
+
+@task(name="prepare-sweep", cache_policy=NO_CACHE)
+def prepare(spec: str, store_dir: str, tracking_uri: str | None, n_workers: int, train_fn: str,
+            check_gradient: bool) -> driver.SweepPlan:
+    """Validate, gradient-check, open the parent run, warm the Numba cache, expand and size chunks."""
+    return driver.prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient)
+
+
+@task(name="summarise-sweep", cache_policy=NO_CACHE)
+def summarise(plan: driver.SweepPlan, rows: list[dict], out_dir: str | None) -> dict:
+    """Leaderboard, census and plots on the parent run; best child tagged."""
+    return collect.finish(plan, rows, out_dir)
+
+
+def _live_workers(address: str | None) -> int:
+    from distributed import Client
+
+    with Client(address, timeout=10, set_as_default=False) as c:
+        return len(c.nthreads())
+
+
+def _drain(futures: list, chunks: list, collector: collect.Collector, address: str | None,
+           worker_timeout: float, poll: float = 2.0) -> None:
+    """Wait for chunk futures, feeding outcomes to ``collector``; fail if no worker is alive for
+    ``worker_timeout`` seconds (Dask itself would wait forever)."""
+    chunk_of = {id(f): c for f, c in zip(futures, chunks)}
+    pending, gone_since = list(futures), None
+    while pending:
+        done, not_done = wait(pending, timeout=poll)
+        for fut in done:
+            try:
+                outcomes = fut.result()
+            except Exception as err:  # KilledWorker after Dask's retries, or I/O after ours
+                collector.mark_lost(chunk_of[id(fut)], f"chunk task failed: {type(err).__name__}: {err}")
+            else:
+                collector.add(outcomes)
+        pending = list(not_done)
+        if pending and address:
+            alive = _live_workers(address)
+            gone_since = None if alive else (gone_since or time.monotonic())
+            if gone_since and time.monotonic() - gone_since > worker_timeout:
+                raise RuntimeError(
+                    f"every Dask worker at {address} has been gone for {worker_timeout:.0f} s with "
+                    f"{sum(map(len, (chunk_of[id(f)] for f in pending)))} trials unfinished; restart workers "
+                    "and rerun the same command: finished trials are skipped"
+                )
+
+
+@flow(name="sweepnet-sweep")
+def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None = None,
+               dask_address: str | None = None, n_workers: int = 2, worker_timeout: float = 120.0,
+               out_dir: str | None = None, train_fn: str = runner.TRAIN_FN, check_gradient: bool = True) -> dict:
+    """One sweep end to end; returns the summary counts (failures included; see ``collect.finish``)."""
+    plan = prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient)
+    rows: list[dict] = []
+    try:
+        while plan is not None:
+            chunks = driver.pending_chunks(plan)
+            collector = collect.Collector(plan, chunks)
+            futures = run_chunk.map(chunks, unmapped(plan.ctx), unmapped(plan.options)) if chunks else []
+            _drain(list(futures), chunks, collector, dask_address, worker_timeout)
+            rung_rows = collector.rows()
+            rows += rung_rows
+            last, plan = plan, driver.next_rung(plan, rung_rows)
+    except BaseException:
+        tracking.close_sweep(plan.ctx, failed=True)
+        raise
+    return summarise(last, rows, out_dir)
+
+
+def run_sweep(spec: str, store_dir: str = ".sweepnet", dask_address: str | None = None,
+              n_workers: int | None = None, worker_timeout: float = 120.0, out_dir: str | None = None,
+              train_fn: str = runner.TRAIN_FN, check_gradient: bool = True) -> dict:
+    """Run ``sweep_flow`` on an existing scheduler or on an embedded LocalCluster (closed afterwards)."""
+    address = dask_address or os.environ.get("SWEEPNET_DASK_ADDRESS") or None
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or None
+    kwargs = dict(spec=str(spec), store_dir=str(store_dir), tracking_uri=tracking_uri, worker_timeout=worker_timeout,
+                  out_dir=out_dir, train_fn=train_fn, check_gradient=check_gradient)
+    if address:
+        workers = n_workers or _live_workers(address)
+        runner_ = DaskTaskRunner(address=address)
+        return sweep_flow.with_options(task_runner=runner_)(dask_address=address, n_workers=workers, **kwargs)
+    from distributed import LocalCluster
+
+    workers = n_workers or os.cpu_count() or 1
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:
+        runner_ = DaskTaskRunner(address=cluster.scheduler_address)
+        return sweep_flow.with_options(task_runner=runner_)(
+            dask_address=cluster.scheduler_address, n_workers=workers, **kwargs)
+
+
+@flow(name="sweepnet-scheduled-sweep")
+def scheduled_sweep(spec: str, store_dir: str = ".sweepnet", n_workers: int | None = None,
+                    worker_timeout: float = 120.0) -> dict:
+    """Entry point of ``sweepnet deploy`` deployments: one sweep as a subflow."""
+    result = run_sweep(spec, store_dir, n_workers=n_workers, worker_timeout=worker_timeout)
+    if result["trials_failed"] or result["trials_missing"]:
+        print(f"sweep finished with {result['trials_failed']} failed and {result['trials_missing']} missing trials")
+    return result
+
+
+def _summary_json(result: dict) -> str:
+    def clean(v):
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    best = result.get("best") or {}
+    slim = {k: clean(v) for k, v in result.items() if k != "best"}
+    slim["best"] = {k: clean(v) for k, v in best.items() if k in ("key", "run_id", "objective", "axes", "seed")}
+    return json.dumps(slim, indent=2, default=str)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.sweep SPEC``; exit 0 = all trials finished, 3 = some failed, 2 = refused."""
+    p = argparse.ArgumentParser(prog="python -m flows.sweep", description=__doc__.splitlines()[0])
+    p.add_argument("spec")
+    p.add_argument("--store", default=".sweepnet")
+    p.add_argument("--dask-address", default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--worker-timeout", type=float, default=120.0)
+    p.add_argument("--out-dir", default=None)
+    p.add_argument("--summary-json", default=None)
+    p.add_argument("--train-fn", default=runner.TRAIN_FN)
+    p.add_argument("--no-gradcheck", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        result = run_sweep(a.spec, a.store, a.dask_address, a.workers, a.worker_timeout,
+                           a.out_dir or str(Path(a.store) / "summaries" / Path(a.spec).stem),
+                           a.train_fn, not a.no_gradcheck)
+    except (driver.SweepRefused, ValueError, FileNotFoundError) as err:
+        print(f"sweep refused: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    if a.summary_json:
+        Path(a.summary_json).write_text(_summary_json(result))
+    return EXIT_TRIALS_FAILED if result["trials_failed"] or result["trials_missing"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

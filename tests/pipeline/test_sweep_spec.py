@@ -1,0 +1,115 @@
+"""Sweep spec validation, deterministic expansion, trial keys, halving promotion and chunking."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from pipeline.sweep import expand as ex
+from pipeline.sweep.spec import load_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "sweeps"
+XOR = {"name": "xor", "model": {"activation": "Tanh", "hidden": [2], "epochs": 50}, "data": {"source": "xor"}}
+
+
+def spec(**over):
+    raw = {"name": "t", "base": XOR, "seeds": 3, "space": {"model.hidden": [[2], [3]]}}
+    raw.update(over)
+    return load_sweep(raw)
+
+
+@pytest.mark.parametrize("name, n", [("xor_census", 180), ("digits_grid", 24), ("xor_random", 24)])
+def test_examples_validate_and_expand(name, n):
+    s = load_sweep(EXAMPLES / f"{name}.yaml")
+    trials = ex.expand(s)
+    assert len(trials) == n
+    assert len({t.key for t in trials}) == n
+    assert all(len(t.key) == 16 for t in trials)
+
+
+def test_expansion_is_deterministic_and_grouped_by_configuration():
+    a, b = ex.expand(spec()), ex.expand(spec())
+    assert [t.key for t in a] == [t.key for t in b]
+    assert [t.config_key for t in a] == [a[0].config_key] * 3 + [a[3].config_key] * 3
+    assert a[0].config_key != a[3].config_key
+    assert [t.seed for t in a[:3]] == [t.seed for t in a[3:]]
+
+
+def test_explicit_seed_axis_is_never_overridden():
+    trials = ex.expand(spec(seeds=[5, 7]))
+    assert [t.seed for t in trials] == [5, 7, 5, 7]
+    assert [t.config["model"]["seed"] for t in trials] == [5, 7, 5, 7]
+    swept = ex.expand(spec(seeds=None, space={"model.seed": [11, 12]}))
+    assert [t.config["model"]["seed"] for t in swept] == [11, 12]
+
+
+def test_trial_key_depends_on_config_seed_and_data():
+    cfg = ex.default_resolver(XOR)
+    k = ex.trial_key(cfg, 1, "d")
+    assert k == ex.trial_key(cfg, 1, "d")
+    assert len({k, ex.trial_key(cfg, 2, "d"), ex.trial_key(cfg, 1, "e")}) == 3
+
+
+def test_random_discrete_draws_deterministically_per_seed():
+    space = {"model.rate": {"loguniform": [1e-4, 1e-1]}, "model.hidden": {"choice": [[2], [3]]},
+             "model.epochs": {"int": [10, 20]}, "model.rho": {"uniform": [0.9, 0.99]}}
+    strat = {"kind": "RandomDiscrete", "max_models": 5, "seed": 3}
+    a = ex.expand(spec(space=space, strategy=strat, seeds=None))
+    b = ex.expand(spec(space=space, strategy=strat, seeds=None))
+    c = ex.expand(spec(space=space, strategy={**strat, "seed": 4}, seeds=None))
+    assert [t.key for t in a] == [t.key for t in b] != [t.key for t in c]
+    assert len(a) == 5
+    for t in a:
+        assert 1e-4 <= t.axes["model.rate"] <= 1e-1 and 10 <= t.axes["model.epochs"] <= 20
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"space": {"model.rate": {"uniform": [0, 1]}}}, ["model.rate", "Cartesian", "RandomDiscrete"]),
+    ({"seeds": 0}, ["seeds", "0", "positive"]),
+    ({"space": {"model.hidden": []}}, ["model.hidden", "empty"]),
+    ({"space": {"model.l1": 0.1}}, ["model.l1", "list"]),
+    ({"space": {"model.rate": {"loguniform": [0, 1]}}, "strategy": {"kind": "RandomDiscrete", "max_models": 2}},
+     ["loguniform", "> 0"]),
+    ({"strategy": {"kind": "RandomDiscrete"}}, ["max_models"]),
+    ({"halving": {"rungs": [30, 10]}}, ["rungs", "increasing"]),
+    ({"colour": "red"}, ["colour"]),
+    ({"seeds": 2, "space": {"model.seed": [1, 2]}}, ["seed"]),
+])
+def test_bad_specs_name_field_value_and_fix(over, words):
+    with pytest.raises(ValueError) as info:
+        spec(**over)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_invalid_trial_config_is_refused_with_its_axes():
+    with pytest.raises(ValueError, match=r"model.hidden.*\[-1\]"):
+        ex.expand(spec(space={"model.hidden": [[2], [-1]]}))
+
+
+def test_missing_base_file_names_the_path(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: t\nbase: nope.yaml\n")
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_sweep(f)
+
+
+def test_promote_keeps_best_share_by_mean_objective():
+    s = spec(seeds=[1, 2], space={"model.hidden": [[2], [3], [4]]}, halving={"rungs": [10, 30], "keep": 0.34})
+    trials = ex.expand(s)
+    assert {t.config["model"]["epochs"] for t in trials} == {10}
+    obj = {t.key: {2: 0.5, 3: 0.1, 4: math.nan}[t.axes["model.hidden"][0]] for t in trials}
+    assert ex.promote(s, trials, obj) == [{"model.hidden": [3]}]
+    nxt = ex.expand(s, rung=1, points=ex.promote(s, trials, obj))
+    assert [t.config["model"]["epochs"] for t in nxt] == [30, 30]
+
+
+def test_chunks_carry_seconds_of_work_and_balance_workers():
+    assert ex.auto_chunk_size(10_000, 0.01, 2, target_secs=3.0) == 300
+    assert ex.auto_chunk_size(12, 0.01, 2) == 2
+    assert ex.auto_chunk_size(100, 10.0, 2) == 1
+    trials = ex.expand(spec())
+    assert [len(c) for c in ex.chunk(trials, 4)] == [4, 2]
