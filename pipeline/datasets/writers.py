@@ -20,7 +20,8 @@ def _preprocess_pixels(pixels: np.ndarray, steps) -> tuple[np.ndarray, list[dict
 
 
 def write_patches(out, source: str = "skimage-grey", *, size: int = 8, count: int = 10000, seed: int = 0,
-                  colour: bool = False, whiten: bool = False, preprocessing=(), rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
+                  colour: bool = False, whiten: bool = False, preprocessing=(),
+                  rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
                   created_by: str = "pipeline.datasets.write_patches") -> Path:
     """Sample random patches from ``source`` images and write them as Parquet.
 
