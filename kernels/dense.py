@@ -118,12 +118,17 @@ def _forward(params, layout, xb, rows, drop, seed, epoch, training, zs, acts, in
                 for k in range(inp.shape[1]):
                     inp[i, k] = src[i, k] * masks[layer][i, k]
         else:
-            inp[:, :] = src
+            for i in range(inp.shape[0]):
+                for k in range(inp.shape[1]):
+                    inp[i, k] = src[i, k]
         W, b = _views(params, layout, layer)
         _affine(inp, W, b, zs[layer])
         code = layout[layer, 5]
         if code == LINEAR:
-            acts[layer][:, :] = zs[layer]
+            z, a = zs[layer], acts[layer]
+            for i in range(a.shape[0]):
+                for k in range(a.shape[1]):
+                    a[i, k] = z[i, k]
         else:
             _activate(code, layout[layer, 4], zs[layer], acts[layer])
     return acts[layout.shape[0] - 1]
@@ -155,7 +160,10 @@ def _backward(params, layout, yb, loss_code, hp, drop, rho_hats, zs, acts, ins, 
     batch = yb.shape[0]
     inv_batch = 1.0 / batch
     loss_sum = _output_delta(loss_code, layout[last, 5], zs[last], acts[last], yb, hp[hyper.HUBER_DELTA], deltas[last])
-    deltas[last][:, :] *= inv_batch
+    out_delta = deltas[last]
+    for i in range(batch):
+        for j in range(out_delta.shape[1]):
+            out_delta[i, j] *= inv_batch
     extra = 0.0
     unit = 0
     for layer in range(last, -1, -1):
@@ -167,7 +175,10 @@ def _backward(params, layout, yb, loss_code, hp, drop, rho_hats, zs, acts, ins, 
         da = das[layer]
         _input_grad(deltas[layer], W, da)
         if drop[layer] > 0.0:
-            da[:, :] *= masks[layer]
+            mask = masks[layer]
+            for i in range(batch):
+                for k in range(da.shape[1]):
+                    da[i, k] *= mask[i, k]
         below = layer - 1
         if hp[hyper.SPARSITY_BETA] > 0.0 and layout[below, 5] == SIGMOID:
             n_units = layout[below, 3]

@@ -38,10 +38,7 @@ def momentum_at(hp, samples):
 
 @serial
 def _sgd(params, grad, velocity, lo, hi, rate, mom, nesterov):
-    if mom == 0.0:
-        for k in range(lo, hi):
-            params[k] -= rate * grad[k]
-        return
+    # The velocity is kept even at zero momentum: h2o's ramp starts at 0.
     for k in range(lo, hi):
         old = velocity[k]
         new = mom * old - rate * grad[k]

@@ -42,15 +42,22 @@ def _update_running_means(layout, acts, rho_run, decay):
 
 
 @serial
+def _all_finite(values):
+    for k in range(values.shape[0]):
+        if not math.isfinite(values[k]):
+            return False
+    return True
+
+
+@serial
 def _batch_step(params, layout, xb, yb, rows, loss_code, hp, drop, opt_code, state, counters,
-                seed, epoch, rho_run, ws, grad):
+                seed, epoch, rho_run, rho_zero, ws, grad):
     zs, acts, ins, masks, deltas, das = ws
     _forward(params, layout, xb, rows, drop, seed, epoch, True, zs, acts, ins, masks)
-    if hp[hyper.SPARSITY_RUNNING] != 0.0:
+    rho_hats = rho_zero
+    if hp[hyper.SPARSITY_RUNNING] != 0.0 and hp[hyper.SPARSITY_BETA] > 0.0:
         _update_running_means(layout, acts, rho_run, 0.9)
         rho_hats = rho_run
-    else:
-        rho_hats = np.zeros_like(rho_run)
     loss_sum, extra = _backward(params, layout, yb, loss_code, hp, drop, rho_hats,
                                 zs, acts, ins, masks, deltas, das, grad)
     _step(opt_code, params, grad, state, counters, hp, layout, xb.shape[0])
@@ -71,6 +78,7 @@ def _train_epochs(params, layout, X, Y, epoch0, n_epochs, batch_size, shuffle, l
     batch_size = min(batch_size, m)
     order = np.arange(m)
     grad = np.zeros_like(params)
+    rho_zero = np.zeros_like(rho_run)
     full = _workspace(layout, batch_size, params)
     tail_size = m % batch_size
     tail = _workspace(layout, max(tail_size, 1), params)
@@ -91,12 +99,12 @@ def _train_epochs(params, layout, X, Y, epoch0, n_epochs, batch_size, shuffle, l
             if bs == batch_size:
                 _gather(X, Y, rows, xb_full, yb_full)
                 total += _batch_step(params, layout, xb_full, yb_full, rows, loss_code, hp, drop, opt_code,
-                                     state, counters, seed, epoch, rho_run, full, grad)
+                                     state, counters, seed, epoch, rho_run, rho_zero, full, grad)
             else:
                 _gather(X, Y, rows, xb_tail, yb_tail)
                 total += _batch_step(params, layout, xb_tail, yb_tail, rows, loss_code, hp, drop, opt_code,
-                                     state, counters, seed, epoch, rho_run, tail, grad)
+                                     state, counters, seed, epoch, rho_run, rho_zero, tail, grad)
         epoch_loss[e] = total / m
-        if not math.isfinite(total) or not np.isfinite(params).all():
+        if not math.isfinite(total) or not _all_finite(params):
             return e
     return n_epochs
