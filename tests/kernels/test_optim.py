@@ -164,15 +164,10 @@ TRAJECTORIES = {
 }
 
 
-# kernels.optim._sgd skips the velocity update on steps where the momentum is exactly 0, so with
-# momentum_start = 0 the first step's -rate * g is lost from v (v_1 = mu_1 * 0 - rate g_1 instead of
-# mu_1 * (-rate g_0) - rate g_1). Fix: store velocity[k] = -rate * grad[k] in the mom == 0 branch.
-RAMP_FROM_ZERO_BUG = pytest.mark.xfail(strict=True, reason="_sgd drops the velocity on mom == 0 steps")
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7])  # online, with a remainder (7 = 2 * 3 + 1), full batch
-@pytest.mark.parametrize("name", [pytest.param(n, marks=RAMP_FROM_ZERO_BUG) if n == "momentum_ramp_from_zero" else n
-                                  for n in TRAJECTORIES])
+@pytest.mark.parametrize("name", list(TRAJECTORIES))
 def test_trajectory_against_numpy(name, batch_size):
     options = dict(TRAJECTORIES[name])
     optimizer = options.pop("optimizer")
