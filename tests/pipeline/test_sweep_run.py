@@ -1,0 +1,98 @@
+"""Sweep steps end to end in one process with the real ``run_training`` and a real sqlite MLflow store:
+summary, a diverging trial, resume after an interruption, per-configuration census children.
+(The same steps on Dask under Prefect are in tests/flows/.)"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from pipeline import tracking
+from pipeline.sweep import collect, driver, runner
+
+XOR = {"name": "xor", "data": {"source": "xor"},
+       "model": {"activation": "Tanh", "hidden": [2], "epochs": 300, "distribution": "gaussian",
+                 "standardize": False, "optimizer": "sgd", "rate": 0.05, "rate_annealing": 0.0}}
+
+
+def sweep(name, **over):
+    raw = {"name": name, "base": XOR, "seeds": [1, 2], "chunk_size": 2,
+           "objective": {"metric": "train_MSE", "direction": "minimize"},
+           "census": {"metric": "train_MSE", "solved_below": 0.05},
+           "space": {"model.hidden": [[2], [3]], "model.rate": [0.05, 1.0e6]}}  # 1e6 diverges
+    raw.update(over)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("sweepstore")
+
+
+def run(plan, chunks=None, out=None):
+    chunks = driver.pending_chunks(plan) if chunks is None else chunks
+    col = collect.Collector(plan, chunks, every=0)
+    for c in chunks:
+        col.add(runner.run_chunk(c, plan.ctx, plan.options))
+    return col, collect.finish(plan, col.rows(), out)
+
+
+def test_sweep_logs_children_fails_diverging_trials_and_summarises(store, tmp_path):
+    plan = driver.prepare(sweep("s1"), store, n_workers=2)
+    col, res = run(plan, out=tmp_path)
+    assert (res["trials"], res["trials_finished"], res["trials_failed"]) == (8, 4, 4)
+    kids = tracking.children(plan.ctx)
+    assert sorted(r.info.status for r in kids) == ["FAILED"] * 4 + ["FINISHED"] * 4
+    failed = [r for r in kids if r.info.status == "FAILED"]
+    assert all("diverged" in r.data.tags[tracking.TAG_ERROR] for r in failed)
+    assert all(r.data.tags["sweepnet.axis.model.rate"] == "1000000.0" for r in failed)
+    done = [r for r in kids if r.info.status == "FINISHED"]
+    arts = {a.path for a in tracking.client(plan.ctx.tracking_uri).list_artifacts(done[0].info.run_id)}
+    assert {"config.yaml", "learning_curve.png", "model"} <= arts
+    parent = tracking.client(plan.ctx.tracking_uri).get_run(plan.ctx.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sweepnet.best_run_id"] == res["best"]["run_id"]
+    assert parent.data.metrics["trials_failed"] == 4
+    board = list(csv.DictReader(open(tmp_path / "leaderboard.csv")))
+    values = [float(r["train_MSE"]) for r in board[:4]]
+    assert values == sorted(values) and board[-1]["status"] == "failed"
+    assert {p.name for p in tmp_path.glob("*.png")} == {"axis_model.hidden.png", "axis_model.rate.png",
+                                                        "census.png"}
+
+
+def test_resume_runs_only_missing_keys_and_never_duplicates(store):
+    spec = sweep("s2", space={"model.hidden": [[2], [3]]})
+    plan = driver.prepare(spec, store, n_workers=2)
+    chunks = driver.pending_chunks(plan)
+    assert [len(c) for c in chunks] == [2, 2]
+    col = collect.Collector(plan, chunks, every=0)
+    col.add(runner.run_chunk(chunks[0], plan.ctx, plan.options))  # interrupted after one chunk
+    again = driver.prepare(spec, store, n_workers=2)
+    assert again.ctx == plan.ctx
+    left = driver.pending_chunks(again)
+    assert [t.key for c in left for t in c] == [t.key for t in chunks[1]]
+    col, res = run(again, left)
+    assert res["trials_finished"] == 4 and {o["status"] for o in col.outcomes.values()} == {"finished"}
+    # a re-executed chunk (as Dask does after a worker dies) finds the keys and logs nothing
+    replay = runner.run_chunk(chunks[0], again.ctx, again.options)
+    assert {o["status"] for o in replay} == {"cached"}
+    finished = tracking.children(again.ctx, status="FINISHED")
+    assert len(finished) == 4 == len({r.data.tags[tracking.TAG_KEY] for r in finished})
+
+
+def test_census_mode_logs_one_child_per_configuration_with_seed_table(store):
+    plan = driver.prepare(sweep("s3", child_per="config", seeds=3, chunk_size=4), store, n_workers=2)
+    _, res = run(plan)
+    kids = tracking.children(plan.ctx)
+    assert len(kids) == 4 and res["trials"] == 12
+    ok = [r for r in kids if r.info.status == "FINISHED"]
+    assert len(ok) == 2 and all(r.data.metrics["n_seeds"] == 3 for r in ok)
+    table = list(csv.DictReader(io.StringIO(tracking.read_artifact_text(plan.ctx, ok[0].info.run_id, "seeds.csv"))))
+    assert len(table) == 3 and {"seed", "key", "objective", "m_train_MSE"} <= set(table[0])
+    rerun = driver.prepare(sweep("s3", child_per="config", seeds=3, chunk_size=4), store, n_workers=2)
+    left = driver.pending_chunks(rerun)
+    assert sum(map(len, left)) == 6  # only the two all-failed configurations run again
+    _, res2 = run(rerun, left)
+    assert res2["trials_finished"] == res["trials_finished"] == 6
