@@ -150,10 +150,11 @@ class DeepLearningModel:
         self.history_ = []
         score = self._scorer(X, y, X_valid, y_valid)
         hp = fitting.hyperparameters(self.spec, self.loss_)
-        if self.spec.resolved_optimizer == "lbfgs":
-            fitting.run_lbfgs(self, Xs, Ys, hp, score, progress)
-        else:
-            fitting.run_stochastic(self, Xs, Ys, hp, np.asarray(self.spec.dropout_ratios), score, progress)
+        with fitting.single_threaded_blas():
+            if self.spec.resolved_optimizer == "lbfgs":
+                fitting.run_lbfgs(self, Xs, Ys, hp, score, progress)
+            else:
+                fitting.run_stochastic(self, Xs, Ys, hp, np.asarray(self.spec.dropout_ratios), score, progress)
         return self
 
     def _scorer(self, X, y, X_valid, y_valid):
