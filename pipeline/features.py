@@ -51,12 +51,22 @@ class PatchSampling(BaseModel):
 
 
 class AutoencoderTraining(BaseModel):
-    """Train the autoencoder in this run: on whole images of ``data`` or on patches of them."""
+    """Train the autoencoder in this run: on whole images of ``data`` or on patches of them,
+    or on patches of shipped colour ``photos`` (comma-separated names, e.g. skimage-colour)."""
     model_config = _FROZEN
-    data: DataSpec
+    data: DataSpec | None = None
+    photos: str | None = None
     patches: PatchSampling | None = None
     preprocessing: list[PreprocessStep] = Field(default_factory=list)
     model: ModelSpec
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.data is None) == (self.photos is None):
+            raise ValueError("autoencoder.train needs exactly one of data (a DataSpec) or photos")
+        if self.photos is not None and self.patches is None:
+            raise ValueError("autoencoder.train.photos needs patches: {size: ..., count: ...}")
+        return self
 
 
 class AutoencoderSource(BaseModel):
@@ -96,7 +106,7 @@ class ConvSpec(BaseModel):
     mode: Literal["mean", "max"] = "mean"
     remainder: Literal["drop", "partial"] = "drop"
     chunk_images: int = Field(256, gt=0)
-    chunk_features: int = Field(50, gt=0)
+    chunk_features: int = Field(200, gt=0)
 
 
 class FeaturesConfig(BaseModel):
@@ -250,11 +260,15 @@ def photo_crops(spec: PhotoCrops) -> dict:
 def _train_autoencoder(spec: AutoencoderTraining, out: Path):
     if not spec.model.autoencoder:
         raise ValueError("autoencoder.train.model needs autoencoder: true")
-    data = load_data(spec.data)
-    shape = data.meta.get("image_shape")
-    X = data.X_train
+    if spec.photos is not None:
+        from pipeline.datasets.sources import load_images
+        images = [im for _, im in load_images(spec.photos, colour=True)]
+    else:
+        data = load_data(spec.data)
+        shape, X, images = data.meta.get("image_shape"), data.X_train, None
     if spec.patches is not None:
-        images = list(X.reshape(-1, *shape).astype(np.float32))
+        if images is None:
+            images = list(X.reshape(-1, *shape).astype(np.float32))
         patches, _ = sample_patches(images, spec.patches.size, spec.patches.count, spec.patches.seed)
         shape = list(patches.shape[1:])
         X = patches.reshape(len(patches), -1).astype(np.float64)

@@ -121,6 +121,8 @@ def test_photo_crops_are_labelled_and_split_by_region():
     ({"images": {"source": "digits", "preprocessing": ["zca"]}}, "images.preprocessing must be empty"),
     ({"crops": {"photos": ["astronaut", "coffee"]}}, "exactly one labelled image source"),
     ({"conv": {"pool": 0}}, "greater than 0"),
+    ({"autoencoder": {"train": {"photos": "astronaut", "model": AE}}}, "photos needs patches"),
+    ({"autoencoder": {"train": {"model": AE}}}, "exactly one of data \\(a DataSpec\\) or photos"),
     ({"classifier": {"hidden": [], "epochs": -1}}, "greater than 0"),
 ])
 def test_config_errors(tmp_path, change, match):
