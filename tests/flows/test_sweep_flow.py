@@ -1,0 +1,204 @@
+"""The sweep flow end to end with real processes: the CLI on embedded defaults (its own Prefect server,
+a LocalCluster, MLflow on sqlite), real separate services, a killed worker, every worker gone, and a
+scheduled deployment. No mocks; the trial function is the real ``pipeline.train.run_training``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from pipeline import tracking
+from tests.services import (  # noqa: F401  (session fixtures of real local services)
+    local_services, prefect_server_url, sweepnet_service_pool)
+
+ROOT = Path(__file__).resolve().parents[2]
+XOR = {"name": "xor", "data": {"source": "xor"},
+       "model": {"activation": "Tanh", "hidden": [2], "epochs": 300, "distribution": "gaussian",
+                 "standardize": False, "optimizer": "sgd", "rate": 0.05, "rate_annealing": 0.0}}
+
+
+def write_spec(folder: Path, name: str, **over) -> Path:
+    raw = {"name": name, "base": XOR, "seeds": [1, 2], "objective": {"metric": "train_MSE"},
+           "space": {"model.hidden": [[2], [3]], "model.rate": [0.05, 1.0e6]}}  # rate 1e6 diverges
+    raw.update(over)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def env_without_services(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "SWEEPNET_DASK_ADDRESS")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def sqlite_ctx(store: Path, name: str) -> tracking.TrackingContext:
+    c = tracking.client(f"sqlite:///{store / 'mlflow.db'}")
+    exp = c.get_experiment_by_name(name)
+    parent = c.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_KIND}` = 'sweep'")[0]
+    return tracking.TrackingContext(c._tracking_client.tracking_uri, exp.experiment_id, parent.info.run_id)
+
+
+def statuses(ctx) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in tracking.children(ctx):
+        out.setdefault(r.data.tags[tracking.TAG_KEY], []).append(r.info.status)
+    return out
+
+
+def test_cli_sweep_on_embedded_defaults(tmp_path):
+    spec = write_spec(tmp_path, "embedded")
+    store = tmp_path / "store"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--store", str(store),
+                           "--workers", "2"], cwd=tmp_path, env=env_without_services(),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 3, proc.stderr[-3000:]  # completed, with the diverging trials counted
+    assert "8 trials: 4 finished, 4 failed" in proc.stdout
+    assert "sweepnet ui --store" in proc.stdout
+    assert "/8 done" in proc.stderr  # live progress line
+    ctx = sqlite_ctx(store, "embedded")
+    by_key = statuses(ctx)
+    assert len(by_key) == 8
+    assert sorted(s for v in by_key.values() for s in v) == ["FAILED"] * 4 + ["FINISHED"] * 4
+    c = tracking.client(ctx.tracking_uri)
+    parent = c.get_run(ctx.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_failed"] == 4
+    assert {"leaderboard.csv", "leaderboard.md", "census.csv", "census.png"} <= {
+        a.path for a in c.list_artifacts(ctx.parent_run_id)}
+    # no second Prefect server was left behind: the CLI stops the one it started, by PID
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if str(store) in " ".join(p.info["cmdline"] or []) and "prefect" in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_flow_against_real_separate_services(tmp_path, local_services):
+    spec = write_spec(tmp_path, "remote", space={"model.hidden": [[2], [3]]})
+    env = env_without_services(**local_services.env())
+    proc = subprocess.run([sys.executable, "-m", "flows.sweep", str(spec), "--store", str(tmp_path / "s"),
+                           "--dask-address", local_services.dask_address],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    c = tracking.client(local_services.mlflow_tracking_uri)
+    exp = c.get_experiment_by_name("remote")
+    parent = c.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_KIND}` = 'sweep'")[0]
+    ctx = tracking.TrackingContext(local_services.mlflow_tracking_uri, exp.experiment_id, parent.info.run_id)
+    assert sorted(s for v in statuses(ctx).values() for s in v) == ["FINISHED"] * 4
+    kid = tracking.children(ctx)[0]
+    assert "learning_curve.png" in {a.path for a in c.list_artifacts(kid.info.run_id)}  # proxied artifacts
+
+
+def _start_flow(spec: Path, store: Path, address: str, api: str, timeout: float = 30) -> subprocess.Popen:
+    env = env_without_services(PREFECT_API_URL=api, PREFECT_LOGGING_LEVEL="WARNING")
+    return subprocess.Popen([sys.executable, "-m", "flows.sweep", str(spec), "--store", str(store),
+                             "--dask-address", address, "--worker-timeout", str(timeout), "--no-gradcheck"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished(store: Path, name: str) -> int:
+    try:
+        return sum(v.count("FINISHED") for v in statuses(sqlite_ctx(store, name)).values())
+    except (IndexError, AttributeError, Exception):  # store or parent not created yet
+        return 0
+
+
+def _worker_processes(state_dir: Path) -> list[psutil.Process]:
+    """The worker processes under each recorded ``dask worker`` nanny."""
+    procs = []
+    for pid_file in (state_dir / "pids").glob("dask-worker-*.pid"):
+        nanny = psutil.Process(int(pid_file.read_text().split()[0]))
+        procs += nanny.children(recursive=True)
+    return procs
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_killed_worker_leaves_no_duplicates_and_no_orphans(tmp_path, prefect_server_url):
+    from pipeline.services import start_dask, stop_services
+
+    state = tmp_path / "dask"
+    info = start_dask(state, n_workers=2)
+    try:
+        spec = write_spec(tmp_path, "killed", seeds=[1, 2, 3], chunk_size=1, space={"model.hidden": [[2], [3]]},
+                          base={**XOR, "model": {**XOR["model"], "epochs": 20000}})
+        store = tmp_path / "store"
+        proc = _start_flow(spec, store, info["address"], prefect_server_url)
+        deadline = time.time() + 600
+        while _finished(store, "killed") < 1 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        victim = _worker_processes(state)[0]
+        victim.send_signal(signal.SIGKILL)  # kill -9 one worker mid-sweep; its nanny restarts it
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        by_key = statuses(sqlite_ctx(store, "killed"))
+        assert len(by_key) == 6
+        assert all(v.count("FINISHED") == 1 for v in by_key.values())
+        assert not any("RUNNING" in v for v in by_key.values())
+    finally:
+        stop_services(state)
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_every_worker_gone_fails_within_bounded_wait(tmp_path, prefect_server_url):
+    from pipeline.services import start_dask, stop_services
+
+    state = tmp_path / "dask"
+    info = start_dask(state, n_workers=1)
+    try:
+        spec = write_spec(tmp_path, "gone", seeds=[1, 2, 3, 4], chunk_size=1, space={"model.hidden": [[2], [3]]},
+                          base={**XOR, "model": {**XOR["model"], "epochs": 30000}})
+        store = tmp_path / "store"
+        proc = _start_flow(spec, store, info["address"], prefect_server_url, timeout=15)
+        deadline = time.time() + 600
+        while _finished(store, "gone") < 1 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        stop_services(state, only=["dask"]) if False else None
+        for pid_file in (state / "pids").glob("dask-worker-*.pid"):
+            nanny = psutil.Process(int(pid_file.read_text().split()[0]))
+            for p in [*nanny.children(recursive=True), nanny]:
+                p.send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode != 0
+        assert "every Dask worker" in err and "rerun the same command" in err
+        assert time.time() - killed_at < 15 + 60  # bounded: the timeout plus polling and shutdown
+    finally:
+        stop_services(state)
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
+    import json
+    import urllib.request
+
+    spec = write_spec(tmp_path, "scheduled", seeds=[1], space={"model.hidden": [[2]]})
+    store = tmp_path / "store"
+    env = env_without_services(PREFECT_API_URL=prefect_server_url)
+    dep = subprocess.run([sys.executable, "-m", "flows.deploy", str(spec), "--cron", "* * * * *",
+                          "--store", str(store), "--name", "every-minute"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert dep.returncode == 0, dep.stderr[-3000:]
+
+    def runs() -> list[dict]:
+        body = json.dumps({"deployments": {"name": {"any_": ["every-minute"]}}, "limit": 20}).encode()
+        req = urllib.request.Request(f"{prefect_server_url}/flow_runs/filter", data=body,
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=10).read())
+
+    deadline = time.time() + 420
+    while time.time() < deadline and not any(r["state_type"] == "COMPLETED" for r in runs()):
+        time.sleep(5)
+    assert any(r["state_type"] == "COMPLETED" for r in runs()), [r["state_type"] for r in runs()]
+    assert _finished(store, "scheduled") == 1
