@@ -28,8 +28,8 @@ import numpy as np
 from pipeline.datasets import preprocess
 
 #: Thresholds of :func:`localization_score` (see its docstring).
-AREA_MAX = 0.6
-COHERENCE_MIN = 0.5
+AREA_MAX = 0.8
+COHERENCE_MIN = 0.6
 
 
 def _check_w(W, image_shape) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -197,8 +197,12 @@ def localization_score(W, image_shape, area_max: float = AREA_MAX,
       no preferred direction.
 
     A filter counts if ``area <= area_max`` and ``coherence >= coherence_min``
-    (defaults 0.6 and 0.5). Gabor-like edge detectors score high; random
-    filters (e.g. weights at initialisation) score near 0.
+    (defaults 0.8 and 0.6). Measured: 0 of 20,000 Gaussian-noise filters
+    count at 8x8, 10x10, 8x8x3 and 28x28 (5 in 100,000 at 6x6); hand-made
+    Gabors score ~0.9; UFLDL's sparse autoencoder (25 hidden, 400 L-BFGS
+    iterations, whitened + normalised 8x8 patches) scores 0.8, its
+    initialisation 0. Its long edge filters have coherence 0.8-0.96 and
+    area 0.5-0.8; area alone does not separate them from noise (~0.85-1.0).
 
     Parameters
     ----------
