@@ -139,12 +139,22 @@ def _dask_workers_ready(address: str, n_workers: int) -> bool:
         return False
 
 
+def _worker_cmd(address: str, host: str, i: int, ddir: Path) -> list[str]:
+    return [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+            "--nworkers", "1", "--host", host, "--no-dashboard",
+            # the worker's /health + /metrics HTTP server binds 0.0.0.0 unless told otherwise
+            "--dashboard-address", f"{host}:0", "--name", f"sweepnet-worker-{i}",
+            "--local-directory", str(ddir / f"worker-{i}")]
+
+
 def start_dask(state_dir: Path, *, n_workers: int = 2, host: str = LOOPBACK,
-               port: int | None = None, dashboard: bool = True, timeout: float = 120.0) -> dict:
+               port: int | None = None, dashboard: bool = True, timeout: float = 120.0,
+               env: dict[str, str] | None = None) -> dict:
     """Start ``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes.
 
     Each worker is its own process (nanny + worker) so that a test can kill one by PID.
-    Returns the service info: address, dashboard URL and start-up seconds.
+    ``env`` is added to their environment (e.g. ``PREFECT_API_URL``, so that Prefect tasks on
+    the workers never start a temporary server of their own). Returns the service info: address, dashboard URL and start-up seconds.
     """
     if n_workers < 1:
         raise ValueError(f"n_workers={n_workers} must be >= 1; pass --dask-workers 1 or more")
@@ -161,18 +171,13 @@ def start_dask(state_dir: Path, *, n_workers: int = 2, host: str = LOOPBACK,
         dash_url = f"http://{_client_host(host)}:{dport}/status"
     sched_cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", host,
                  "--port", str(port), *dash, "--scheduler-file", str(ddir / "scheduler.json")]
-    sched = procs.spawn(state_dir, "dask-scheduler", "dask", sched_cmd, _base_env(), ddir)
+    sched = procs.spawn(state_dir, "dask-scheduler", "dask", sched_cmd, _base_env(env), ddir)
     _record(state_dir, [sched], "dask", {"address": address, "starting": True})
     procs.wait_until(lambda: procs.tcp_open(_client_host(host), port), [sched],
                      "the Dask scheduler to listen", timeout)
-    workers = []
-    for i in range(n_workers):
-        cmd = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-               "--nworkers", "1", "--host", host, "--no-dashboard",
-               # the worker's /health + /metrics HTTP server binds 0.0.0.0 unless told otherwise
-               "--dashboard-address", f"{host}:0", "--name", f"sweepnet-worker-{i}",
-               "--local-directory", str(ddir / f"worker-{i}")]
-        workers.append(procs.spawn(state_dir, f"dask-worker-{i}", "dask", cmd, _base_env(), ddir))
+    workers = [procs.spawn(state_dir, f"dask-worker-{i}", "dask",
+                           _worker_cmd(address, host, i, ddir), _base_env(env), ddir)
+               for i in range(n_workers)]
     _record(state_dir, workers, "dask", {"address": address, "starting": True})
     procs.wait_until(lambda: _dask_workers_ready(address, n_workers), [sched, *workers],
                      f"{n_workers} Dask workers to register", timeout)
@@ -258,6 +263,18 @@ def _pool_has_worker(api: str, pool: str) -> bool:
         return False
 
 
+def _start_prefect_worker(state_dir: Path, api: str, pool: str, server: procs.ProcRecord,
+                          cwd: Path | None, timeout: float) -> None:
+    """``prefect worker start`` on a ``process`` pool (created if missing); waits until it polls."""
+    cmd = [_exe("prefect"), "worker", "start", "--pool", pool, "--type", "process",
+           "--name", f"{pool}-worker", "--install-policy", "never"]
+    rec = procs.spawn(state_dir, "prefect-worker", "prefect", cmd,
+                      _base_env(_prefect_env(state_dir, api)), cwd or Path.cwd())
+    _record(state_dir, [rec], "prefect", {"api_url": api, "starting": True})
+    procs.wait_until(lambda: _pool_has_worker(api, pool), [server, rec],
+                     f"a Prefect worker to poll work pool {pool!r}", timeout)
+
+
 def start_prefect(state_dir: Path, *, host: str = LOOPBACK, port: int | None = None,
                   pool: str = DEFAULT_POOL, worker: bool = True, ui: bool = True,
                   database_url: str | None = None, worker_cwd: Path | None = None,
@@ -273,7 +290,6 @@ def start_prefect(state_dir: Path, *, host: str = LOOPBACK, port: int | None = N
     port = port or free_port(LOOPBACK)
     env = _prefect_env(state_dir)
     env["PREFECT_SERVER_UI_ENABLED"] = "true" if ui else "false"
-    env.pop("PREFECT_API_URL", None)
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     cmd = [_exe("prefect"), "server", "start", "--host", host, "--port", str(port),
@@ -289,13 +305,7 @@ def start_prefect(state_dir: Path, *, host: str = LOOPBACK, port: int | None = N
                      timeout)
     info = {"api_url": api, "work_pool": None, "server_startup_s": round(time.monotonic() - t0, 2)}
     if worker:
-        wcmd = [_exe("prefect"), "worker", "start", "--pool", pool, "--type", "process",
-                "--name", f"{pool}-worker", "--install-policy", "never"]
-        wrec = procs.spawn(state_dir, "prefect-worker", "prefect", wcmd,
-                           _base_env(_prefect_env(state_dir, api)), worker_cwd or Path.cwd())
-        _record(state_dir, [wrec], "prefect", {"api_url": api, "starting": True})
-        procs.wait_until(lambda: _pool_has_worker(api, pool), [server, wrec],
-                         f"a Prefect worker to poll work pool {pool!r}", timeout)
+        _start_prefect_worker(state_dir, api, pool, server, worker_cwd, timeout)
         info["work_pool"] = pool
     info["startup_s"] = round(time.monotonic() - t0, 2)
     _record(state_dir, [], "prefect", info)
@@ -311,6 +321,19 @@ def _parse_only(only: Iterable[str] | str | None) -> tuple[str, ...]:
     if bad or not names:
         raise ValueError(f"only={only!r} names unknown services {bad}; choose from {','.join(SERVICES)}")
     return tuple(dict.fromkeys(names))
+
+
+def _worker_env(sdir: Path, todo: list[str], host: str, ports: dict[str, int]) -> dict[str, str]:
+    """URLs of the MLflow/Prefect services (running or about to start) for the Dask workers.
+
+    Ports are chosen before anything starts so that the workers get them in their environment.
+    """
+    env = {k: v for k, v in load_service_set(sdir).env().items() if k != "SWEEPNET_DASK_ADDRESS"}
+    if "mlflow" in todo:
+        env["MLFLOW_TRACKING_URI"] = f"http://{_client_host(host)}:{ports['mlflow']}"
+    if "prefect" in todo:
+        env["PREFECT_API_URL"] = f"http://{_client_host(host)}:{ports['prefect']}/api"
+    return env
 
 
 def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path | str | None = None,
@@ -339,12 +362,15 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
     sdir.mkdir(parents=True, exist_ok=True)
     running = set(_running_services(sdir))
     todo = [n for n in names if n not in running]
+    ports = {n: free_port(LOOPBACK) for n in ("mlflow", "prefect")}
+    client_env = _worker_env(sdir, todo, host, ports)
     starters = {
-        "dask": lambda: start_dask(sdir, n_workers=dask_workers, host=host, timeout=timeout),
-        "mlflow": lambda: start_mlflow(sdir, host=host, auth=mlflow_auth, timeout=timeout,
-                                       backend_store_uri=mlflow_backend_store_uri),
-        "prefect": lambda: start_prefect(sdir, host=host, pool=prefect_pool, ui=prefect_ui,
-                                         timeout=timeout),
+        "dask": lambda: start_dask(sdir, n_workers=dask_workers, host=host, timeout=timeout,
+                                   env=client_env),
+        "mlflow": lambda: start_mlflow(sdir, host=host, port=ports["mlflow"], auth=mlflow_auth,
+                                       backend_store_uri=mlflow_backend_store_uri, timeout=timeout),
+        "prefect": lambda: start_prefect(sdir, host=host, port=ports["prefect"], pool=prefect_pool,
+                                         ui=prefect_ui, timeout=timeout),
     }
     with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
         futures = {n: pool.submit(starters[n]) for n in todo}

@@ -148,6 +148,15 @@ def _cli_round_trip(state: Path, only: str) -> None:
     recorded = read_state(state)["processes"]
     family = [p for rec in recorded.values() for p in _family(rec["pid"])]
     assert all(p.is_running() for p in family)
+    if "SWEEPNET_DASK_ADDRESS" in exports and len(exports) > 1:
+        from distributed import Client
+
+        with Client(exports["SWEEPNET_DASK_ADDRESS"], timeout="30s") as client:
+            seen = client.run(lambda: {k: os.environ.get(k) for k in exports})
+        # Workers know where MLflow and Prefect are, so Prefect tasks never start their own server.
+        for worker_env in seen.values():
+            assert {k: v for k, v in worker_env.items() if k != "SWEEPNET_DASK_ADDRESS"} == \
+                {k: v for k, v in exports.items() if k != "SWEEPNET_DASK_ADDRESS"}
     status = subprocess.run([*cli, "status", "--state-dir", str(state), "--json"],
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and json.loads(status.stdout)["env"] == exports
