@@ -71,6 +71,15 @@ def _drain(futures: list, chunks: list, collector: collect.Collector, address: s
            worker_timeout: float, poll: float = 2.0) -> None:
     """Wait for chunk futures, feeding outcomes to ``collector``; fail if no worker is alive for
     ``worker_timeout`` seconds (Dask itself would wait forever)."""
+    from distributed import Client
+
+    if not futures:
+        return
+    with Client(address, timeout=30, set_as_default=False) as monitor:
+        _drain_loop(futures, chunks, collector, monitor, worker_timeout, poll)
+
+
+def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll: float) -> None:
     chunk_of = {id(f): c for f, c in zip(futures, chunks)}
     pending, gone_since = list(futures), None
     while pending:
@@ -83,12 +92,12 @@ def _drain(futures: list, chunks: list, collector: collect.Collector, address: s
             else:
                 collector.add(outcomes)
         pending = list(not_done)
-        if pending and address:
-            alive = _live_workers(address)
+        if pending:
+            alive = len(monitor.nthreads())
             gone_since = None if alive else (gone_since or time.monotonic())
             if gone_since and time.monotonic() - gone_since > worker_timeout:
                 raise RuntimeError(
-                    f"every Dask worker at {address} has been gone for {worker_timeout:.0f} s with "
+                    f"every Dask worker at {monitor.scheduler.address} has been gone for {worker_timeout:.0f} s with "
                     f"{sum(map(len, (chunk_of[id(f)] for f in pending)))} trials unfinished; restart workers "
                     "and rerun the same command: finished trials are skipped"
                 )
@@ -98,22 +107,32 @@ def _drain(futures: list, chunks: list, collector: collect.Collector, address: s
 def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None = None,
                dask_address: str | None = None, n_workers: int = 2, worker_timeout: float = 120.0,
                out_dir: str | None = None, train_fn: str = runner.TRAIN_FN, check_gradient: bool = True) -> dict:
-    """One sweep end to end; returns the summary counts (failures included; see ``collect.finish``)."""
+    """One sweep end to end; returns the summary counts (failures included; see ``collect.finish``)
+    and ``timing``: seconds spent preparing, fanning out, summarising, and the summed trial compute."""
+    t0 = time.perf_counter()
     plan = prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient)
+    timing = {"prepare_s": time.perf_counter() - t0, "fanout_s": 0.0, "trial_compute_s": 0.0, "chunks": 0}
     rows: list[dict] = []
     try:
         while plan is not None:
+            t1 = time.perf_counter()
             chunks = driver.pending_chunks(plan)
             collector = collect.Collector(plan, chunks)
             futures = run_chunk.map(chunks, unmapped(plan.ctx), unmapped(plan.options)) if chunks else []
             _drain(list(futures), chunks, collector, dask_address, worker_timeout)
             rung_rows = collector.rows()
             rows += rung_rows
+            timing["fanout_s"] += time.perf_counter() - t1
+            timing["chunks"] += len(chunks)
+            timing["trial_compute_s"] += sum(o["seconds"] for o in collector.outcomes.values())
             last, plan = plan, driver.next_rung(plan, rung_rows)
     except BaseException:
         tracking.close_sweep(plan.ctx, failed=True)
         raise
-    return summarise(last, rows, out_dir)
+    t2 = time.perf_counter()
+    result = summarise(last, rows, out_dir)
+    timing.update(summary_s=time.perf_counter() - t2, chunk_size=last.chunk_size, probe_trial_s=last.trial_secs)
+    return {**result, "timing": timing}
 
 
 def run_sweep(spec: str, store_dir: str = ".sweepnet", dask_address: str | None = None,

@@ -101,25 +101,46 @@ def gradient_check(trials: list[ex.Trial], limit: int = 4) -> dict[str, float]:
     return seen
 
 
-def warm_and_probe(trial: ex.Trial, train_fn: str) -> float:
-    """Compile the kernels in this process (Numba cache on disk for the workers) and estimate the
-    seconds one trial takes, from a short run of ~1/10 of its epochs."""
+def compile_signature(config: dict[str, Any]) -> str:
+    """What decides which kernels a trial compiles: the non-numeric model fields, the depth, and which
+    numeric options are switched on (e.g. l1 > 0, dropout > 0)."""
+    model = config.get("model", {})
+    sig = {k: (v if isinstance(v, (str, bool)) or v is None else bool(v)) for k, v in model.items()
+           if k not in ("seed", "epochs", "hidden")}
+    sig["depth"] = len(model.get("hidden") or [])
+    return json.dumps([sig, config.get("data")], sort_keys=True, default=str)
+
+
+def warm_and_probe(trials: list[ex.Trial], train_fn: str) -> float:
+    """Compile every kernel variant the sweep needs in this process, so the on-disk Numba cache is warm
+    before the workers start (concurrent cold compiles in every worker are what is slow), then estimate
+    the seconds one trial takes from a short run of ~1/10 of its epochs."""
     try:
         from pipeline.warmup import warm
-    except ImportError:  # older engine without a warm-up helper: the probe run compiles instead
+    except ImportError:  # engine without a warm-up helper: a one-epoch run compiles instead
         warm = None
-    if warm is not None:
-        warm(trial.config)
-    config = copy.deepcopy(trial.config)
-    epochs = int(ex.get_dotted(config, "model.epochs", 1) or 1)
-    short = max(1, math.ceil(epochs / 10))
-    ex.set_dotted(config, "model.epochs", short)
     train = load_callable(train_fn)
-    if warm is None:
-        train(config)
+    seen: set[str] = set()
+    for t in trials:
+        sig = compile_signature(t.config)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        if warm is not None:
+            warm(t.config)
+        else:
+            train(_with_epochs(t.config, 1))
+    epochs = int(ex.get_dotted(trials[0].config, "model.epochs", 1) or 1)
+    short = max(1, math.ceil(epochs / 10))
     start = time.perf_counter()
-    train(config)
+    train(_with_epochs(trials[0].config, short))
     return (time.perf_counter() - start) * epochs / short
+
+
+def _with_epochs(config: dict[str, Any], epochs: int) -> dict[str, Any]:
+    config = copy.deepcopy(config)
+    ex.set_dotted(config, "model.epochs", epochs)
+    return config
 
 
 def prepare(
@@ -143,7 +164,7 @@ def prepare(
     ctx = tracking.open_sweep(uri, spec.experiment or spec.name, spec.name, key, params,
                               artifact_root=store / "artifacts" if local else None)
     tracking.reconcile_stale(ctx)
-    trial_secs = warm_and_probe(trials[0], train_fn)
+    trial_secs = warm_and_probe(trials, train_fn)
     size = spec.chunk_size if spec.chunk_size != "auto" else ex.auto_chunk_size(
         len(trials), trial_secs, n_workers, spec.chunk_seconds)
     deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
