@@ -30,15 +30,6 @@ def open_file(file: Path) -> pq.ParquetFile:
                          f"{_RECREATE}.") from exc
 
 
-def read_table(file: Path, columns: list[str]) -> pa.Table:
-    """``pq.read_table`` that turns decode errors into a ValueError naming the file."""
-    try:
-        return pq.read_table(file, columns=columns)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-        raise ValueError(f"{file}: cannot decode column(s) {columns} ({exc}); the file is corrupt, "
-                         f"{_RECREATE}.") from exc
-
-
 def _file_meta(file: Path, schema: pa.Schema) -> dict:
     from pipeline.datasets.store import FORMAT, META_KEY
 
