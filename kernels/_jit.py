@@ -13,9 +13,9 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 def serial(func):
     """Compile ``func`` as a cached, GIL-free, serial nopython kernel."""
-    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH)(func)
+    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")(func)
 
 
 def parallel(func):
     """Compile ``func`` as a cached ``parallel=True`` batch driver."""
-    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)(func)
+    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", parallel=True)(func)

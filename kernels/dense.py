@@ -55,17 +55,20 @@ def _weight_grad(delta, inp, gW, gb):
     if batch * rows * n_in >= BLAS_MIN_FLOPS:
         np.dot(delta.T, inp, gW)
     else:
+        # row-major accumulation so the inner loop runs over contiguous n_in (vectorises)
         for r in range(rows):
             for k in range(n_in):
-                s = 0.0
-                for i in range(batch):
-                    s += delta[i, r] * inp[i, k]
-                gW[r, k] = s
-    for r in range(rows):
-        s = 0.0
+                gW[r, k] = 0.0
         for i in range(batch):
-            s += delta[i, r]
-        gb[r] = s
+            for r in range(rows):
+                d = delta[i, r]
+                for k in range(n_in):
+                    gW[r, k] += d * inp[i, k]
+    for r in range(rows):
+        gb[r] = 0.0
+    for i in range(batch):
+        for r in range(rows):
+            gb[r] += delta[i, r]
 
 
 @serial

@@ -17,6 +17,8 @@ state[1] = E[Δ²]; Adam state[0] = m, state[1] = v. ``counters`` holds
 
 import math
 
+import numpy as np
+
 from kernels import hyper
 from kernels._jit import serial
 
@@ -37,55 +39,77 @@ def momentum_at(hp, samples):
 
 
 @serial
-def _sgd(params, grad, velocity, lo, hi, rate, mom, nesterov):
+def _sgd(params, grad, velocity, rate, mom, nesterov):
     # The velocity is kept even at zero momentum: h2o's ramp starts at 0.
-    for k in range(lo, hi):
-        old = velocity[k]
-        new = mom * old - rate * grad[k]
-        velocity[k] = new
-        if nesterov:
-            params[k] += -mom * old + (1.0 + mom) * new
-        else:
+    # Loops run over whole (sliced) vectors: bounds read from the layout table
+    # kept LLVM from vectorising (measured 5x slower).
+    if nesterov:
+        keep, push = -mom, 1 + mom
+        for k in range(params.shape[0]):
+            old = velocity[k]
+            new = mom * old - rate * grad[k]
+            velocity[k] = new
+            params[k] += keep * old + push * new
+    else:
+        for k in range(params.shape[0]):
+            new = mom * velocity[k] - rate * grad[k]
+            velocity[k] = new
             params[k] += new
 
 
 @serial
-def _adadelta(params, grad, eg2, edx2, lo, hi, rho, eps):
-    for k in range(lo, hi):
+def _adadelta(params, grad, eg2, edx2, rho, one_minus_rho, eps):
+    for k in range(params.shape[0]):
         g = grad[k]
-        eg2[k] = rho * eg2[k] + (1.0 - rho) * g * g
+        eg2[k] = rho * eg2[k] + one_minus_rho * g * g
         dx = -math.sqrt(edx2[k] + eps) / math.sqrt(eg2[k] + eps) * g
-        edx2[k] = rho * edx2[k] + (1.0 - rho) * dx * dx
+        edx2[k] = rho * edx2[k] + one_minus_rho * dx * dx
         params[k] += dx
 
 
 @serial
-def _adam(params, grad, m1, m2, lo, hi, rate, beta1, beta2, eps, t):
-    c1 = 1.0 - beta1 ** t
-    c2 = 1.0 - beta2 ** t
-    for k in range(lo, hi):
+def _adam(params, grad, m1, m2, rate, beta1, beta2, eps, inv_c1, inv_c2, one_minus_beta1, one_minus_beta2):
+    for k in range(params.shape[0]):
         g = grad[k]
-        m1[k] = beta1 * m1[k] + (1.0 - beta1) * g
-        m2[k] = beta2 * m2[k] + (1.0 - beta2) * g * g
-        params[k] -= rate * (m1[k] / c1) / (math.sqrt(m2[k] / c2) + eps)
+        m1[k] = beta1 * m1[k] + one_minus_beta1 * g
+        m2[k] = beta2 * m2[k] + one_minus_beta2 * g * g
+        params[k] -= rate * (m1[k] * inv_c1) / (math.sqrt(m2[k] * inv_c2) + eps)
 
 
 @serial
 def _step(opt_code, params, grad, state, counters, hp, layout, batch):
-    """Apply one optimiser step in place, after a batch of ``batch`` samples."""
+    """Apply one optimiser step in place, after a batch of ``batch`` samples.
+
+    Scalars are cast to the parameters' dtype first so float32 loops stay in
+    float32 and vectorise; 1 - beta is formed in float64 before the cast.
+    """
     samples = counters[0]
     counters[0] += batch
     counters[1] += 1.0
-    rate = hp[hyper.RATE] / (1.0 + hp[hyper.RATE_ANNEALING] * samples)
-    mom = momentum_at(hp, samples)
-    for layer in range(layout.shape[0]):
-        lo = layout[layer, 0]
-        hi = layout[layer, 1] + layout[layer, 3] * layout[layer, 4]
-        if opt_code == ADADELTA:
-            _adadelta(params, grad, state[0], state[1], lo, hi, hp[hyper.RHO], hp[hyper.EPSILON])
-        elif opt_code == ADAM:
-            _adam(params, grad, state[0], state[1], lo, hi, rate, hp[hyper.BETA1], hp[hyper.BETA2],
-                  hp[hyper.EPSILON], counters[1])
-        else:
-            layer_rate = rate * hp[hyper.RATE_DECAY] ** layer
-            _sgd(params, grad, state[0], lo, hi, layer_rate, mom, hp[hyper.NESTEROV] != 0.0)
+    t = counters[1]
+    s = np.empty(11, params.dtype)
+    s[0] = hp[hyper.RATE] / (1.0 + hp[hyper.RATE_ANNEALING] * samples)
+    s[1] = momentum_at(hp, samples)
+    s[2] = hp[hyper.RHO]
+    s[3] = hp[hyper.EPSILON]
+    s[4] = hp[hyper.BETA1]
+    s[5] = hp[hyper.BETA2]
+    s[6] = 1.0 / (1.0 - hp[hyper.BETA1] ** t)
+    s[7] = 1.0 / (1.0 - hp[hyper.BETA2] ** t)
+    s[8] = 1.0 - hp[hyper.RHO]
+    s[9] = 1.0 - hp[hyper.BETA1]
+    s[10] = 1.0 - hp[hyper.BETA2]
+    if opt_code == ADADELTA:
+        _adadelta(params, grad, state[0], state[1], s[2], s[8], s[3])
+    elif opt_code == ADAM:
+        _adam(params, grad, state[0], state[1], s[0], s[4], s[5], s[3], s[6], s[7], s[9], s[10])
+    else:
+        decay = hp[hyper.RATE_DECAY]
+        nesterov = hp[hyper.NESTEROV] != 0.0
+        if decay == 1.0:
+            _sgd(params, grad, state[0], s[0], s[1], nesterov)
+            return
+        for layer in range(layout.shape[0]):
+            lo = layout[layer, 0]
+            hi = layout[layer, 1] + layout[layer, 3] * layout[layer, 4]
+            _sgd(params[lo:hi], grad[lo:hi], state[0][lo:hi], s[0] * decay ** layer, s[1], nesterov)

@@ -9,6 +9,8 @@
 
 import math
 
+import numpy as np
+
 from kernels._jit import serial
 
 
@@ -19,10 +21,12 @@ def _penalty(params, layout, l1, l2, grad):
     if l1 == 0.0 and l2 == 0.0:
         return total
     for layer in range(layout.shape[0]):
-        for k in range(layout[layer, 0], layout[layer, 1]):
-            w = params[k]
+        lo, hi = layout[layer, 0], layout[layer, 1]
+        weights, g = params[lo:hi], grad[lo:hi]
+        for k in range(weights.shape[0]):
+            w = weights[k]
             total += 0.5 * l2 * w * w + l1 * abs(w)
-            grad[k] += l2 * w + (l1 if w > 0.0 else (-l1 if w < 0.0 else 0.0))
+            g[k] += l2 * w + l1 * np.sign(w)
     return total
 
 
