@@ -87,7 +87,19 @@ def _train(args) -> int:
     if args.out:
         path = result.model.save(args.out, extra={"config": result.config, "data_meta": _json_meta(data.meta)})
         print(f"\nmodel saved to {path}")
+        if data.meta.get("image_shape"):
+            _write_picture(result.model, path)
     return 0
+
+
+def _write_picture(model, model_path) -> None:
+    """A model trained on images or patches gets its first-layer feature picture beside it."""
+    from pipeline.cli_show import feature_inputs
+    from pipeline.pictures import localization_score, write_feature_picture
+
+    W, shape, steps = feature_inputs(model)
+    picture = write_feature_picture(W, shape, model_path.with_suffix(".png"), steps)
+    print(f"feature picture: {picture} (localization score {localization_score(W, shape):.2f})")
 
 
 def _json_meta(meta: dict) -> dict:

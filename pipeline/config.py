@@ -43,7 +43,8 @@ class ModelSpec(BaseModel):
 
     activation: Literal[tuple(ACTIVATIONS)] = Field("Rectifier", description="Hidden activation (h2o names).")
     output_activation: Literal[tuple(OUTPUT_ACTIVATIONS)] = Field(
-        "auto", description="auto: Softmax for classification, Linear for regression and autoencoders.")
+        "auto", description="auto: Softmax for classes, Linear for values; autoencoders: Sigmoid after a Sigmoid "
+                            "hidden layer (UFLDL), else Linear (a linear decoder).")
     hidden: list[int] = Field(default_factory=lambda: [200, 200], description="Units per hidden layer.")
     epochs: float = Field(10.0, gt=0, description="Passes over the training data (rounded up); L-BFGS: iterations.")
     mini_batch_size: int = Field(1, ge=1, description="Samples per step; 1 = online SGD (h2o's only mode).")

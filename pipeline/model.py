@@ -67,7 +67,10 @@ class DeepLearningModel:
             task = "classification" if (classes is not None or non_numeric) else "regression"
         output = OUTPUT_ACTIVATIONS[spec.output_activation]
         if output is None:
-            output = "softmax" if task == "classification" else "linear"
+            if task == "autoencoder":
+                output = "sigmoid" if ACTIVATIONS[spec.activation][0] == "sigmoid" else "linear"
+            else:
+                output = "softmax" if task == "classification" else "linear"
         loss = LOSSES[spec.loss]
         if loss is None:
             loss = "cross_entropy" if (task == "classification" and output in ("softmax", "sigmoid")) else "quadratic"
@@ -258,6 +261,7 @@ class DeepLearningModel:
     def save(self, path, extra: dict | None = None) -> Path:
         """Write ``path`` (.npz): arrays plus a JSON header (spec, encoders, history). No pickle."""
         self._check_fitted()
+        self.extra_ = extra or {}
         header = {"format": "sweepnet-model", "version": FORMAT_VERSION, "spec": self.spec.model_dump(mode="json"),
                   "task": self.task_, "loss": self.loss_, "sizes": self.sizes_, "scaler": self.scaler_,
                   "encoder": self.encoder_, "history": self.history_, "extra": extra or {}}

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.datasets import preprocess
+from pipeline.datasets.generated import is_generated, load_generated
 from pipeline.datasets.builtin import BUILTINS, RawData, load_builtin
 from pipeline.datasets.spec import DataSpec
 from pipeline.datasets.tabular import load_tabular, parquet_files
@@ -63,7 +64,8 @@ class LoadedData:
 def _unknown_source(source: str) -> ValueError:
     return ValueError(
         f"unknown data source {source!r}: not a built-in and not an existing path. Built-ins: "
-        f"{sorted(BUILTINS)}. Paths: a .parquet file, a directory of .parquet files, or a .csv file."
+        f"{sorted(BUILTINS)}. Paths: a .parquet file, a directory of .parquet files, or a .csv file. "
+        "Generated patches: patches:skimage-grey?size=8&count=10000&seed=0&whiten=true"
     )
 
 
@@ -79,6 +81,9 @@ def _is_image_parquet(path: Path) -> bool:
 
 def _read_source(spec: DataSpec) -> tuple[RawData, bytes]:
     """The raw rows and the bytes-digest of the source contents."""
+    if is_generated(spec.source):
+        raw = load_generated(spec.source)
+        return raw, hashlib.sha256(raw.X.tobytes()).digest()
     if spec.source in BUILTINS:
         raw = load_builtin(spec.source)
         if spec.target not in (None, "label"):
