@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     except (driver.SweepRefused, ValueError, FileNotFoundError) as err:
         print(f"sweep refused: {err}", file=sys.stderr)
         return EXIT_REFUSED
+    except Exception as err:  # the sweep itself broke (e.g. every worker gone): say why, exit 1
+        print(f"sweep failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_ERROR
     if a.summary_json:
         Path(a.summary_json).write_text(_summary_json(result))
     return EXIT_TRIALS_FAILED if result["trials_failed"] or result["trials_missing"] else EXIT_OK

@@ -56,7 +56,9 @@ class SweepPlan:
 
 def sweep_key(spec: SweepSpec, digest: str) -> str:
     """Hash of the spec (with the base config's content) and the dataset digest."""
-    payload = spec.model_dump(mode="json")
+    # execution options do not change what is computed: a rerun with another chunk size resumes
+    payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds"})
+    payload["strategy"].pop("max_runtime_secs", None)
     payload["base"] = base_config_dict(spec)
     text = json.dumps({"spec": payload, "data": digest}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

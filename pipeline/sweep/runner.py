@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import math
+import os
 import tempfile
 import time
 import traceback
@@ -107,7 +108,7 @@ def _outcome(trial: Trial, status: str, **extra: Any) -> dict[str, Any]:
     base = {
         "key": trial.key, "index": trial.index, "config_key": trial.config_key, "seed": trial.seed,
         "rung": trial.rung, "status": status, "objective": math.nan, "metrics": {}, "error": "",
-        "seconds": 0.0, "run_id": None, "epochs_run": 0,
+        "seconds": 0.0, "run_id": None, "epochs_run": 0, "pid": os.getpid(), "ended": time.time(),
     }
     base.update(extra)
     return base

@@ -202,3 +202,32 @@ def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
         time.sleep(5)
     assert any(r["state_type"] == "COMPLETED" for r in runs()), [r["state_type"] for r in runs()]
     assert _finished(store, "scheduled") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_interrupted_flow_resumes_only_missing_trials(tmp_path, prefect_server_url):
+    spec = write_spec(tmp_path, "interrupted", seeds=[1, 2, 3, 4], chunk_size=1, space={"model.hidden": [[2], [3]]},
+                      base={**XOR, "model": {**XOR["model"], "epochs": 20000}})
+    store = tmp_path / "store"
+    env = env_without_services(PREFECT_API_URL=prefect_server_url, PREFECT_LOGGING_LEVEL="WARNING")
+    cmd = [sys.executable, "-m", "flows.sweep", str(spec), "--store", str(store), "--workers", "2",
+           "--no-gradcheck", "--summary-json", str(tmp_path / "s.json")]
+    first = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while _finished(store, "interrupted") < 2 and time.time() < deadline and first.poll() is None:
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)  # the flow, its LocalCluster and workers: our own session only
+    first.wait(timeout=60)
+    done_before = _finished(store, "interrupted")
+    assert 2 <= done_before < 8
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    by_key = statuses(sqlite_ctx(store, "interrupted"))
+    assert len(by_key) == 8 and all(v.count("FINISHED") == 1 for v in by_key.values())
+    assert not any("RUNNING" in v for v in by_key.values())
+    import json
+
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["trials_finished"] == 8

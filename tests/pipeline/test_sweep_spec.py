@@ -109,7 +109,7 @@ def test_promote_keeps_best_share_by_mean_objective():
 
 def test_chunks_carry_seconds_of_work_and_balance_workers():
     assert ex.auto_chunk_size(10_000, 0.01, 2, target_secs=3.0) == 300
-    assert ex.auto_chunk_size(12, 0.01, 2) == 2
+    assert ex.auto_chunk_size(12, 0.01, 2) == 3
     assert ex.auto_chunk_size(100, 10.0, 2) == 1
     trials = ex.expand(spec())
     assert [len(c) for c in ex.chunk(trials, 4)] == [4, 2]

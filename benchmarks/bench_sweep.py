@@ -1,0 +1,190 @@
+"""Sweep orchestration benchmarks (results go to BENCHMARKS.md).
+
+1. Overhead and parallel efficiency: N XOR trials calibrated to ~2 s each, chunk_size 1, on an embedded
+   LocalCluster of 2 single-threaded workers. overhead/trial = (fan-out wall - sum(trial s) / 2) / N;
+   efficiency = sum(trial s) / (2 * fan-out wall). Targets: <= 50 ms, >= 90 %.
+2. A 10,000-trial XOR initialisation census end to end with tracking (``child_per: config``): wall time,
+   where it goes (prepare / fan-out / summary / trial compute), peak RSS of the driver (which hosts the
+   Dask scheduler) and of the workers, and the driver's RSS over the fan-out (flat or growing).
+
+One Prefect server is started for the whole run (as ``sweepnet sweep`` does) and stopped at the end.
+
+    .venv/bin/python benchmarks/bench_sweep.py                # both parts
+    .venv/bin/python benchmarks/bench_sweep.py --part census --census-trials 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+XOR = {"name": "xor", "data": {"source": "xor"},
+       "model": {"activation": "Tanh", "hidden": [2], "epochs": 1000, "distribution": "gaussian",
+                 "standardize": False}}
+
+
+class TreeMonitor:
+    """Samples the RSS of a process and its children every ``every`` seconds (peak per role, series)."""
+
+    def __init__(self, proc: subprocess.Popen, every: float = 0.5):
+        self.root, self.every = psutil.Process(proc.pid), every
+        self.peak = {"driver": 0, "worker": 0, "total": 0}
+        self.driver_series: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.perf_counter()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                driver = self.root.memory_info().rss
+                kids = [p.memory_info().rss for p in self.root.children(recursive=True)
+                        if "spawn_main" in " ".join(p.cmdline())]
+            except psutil.Error:
+                break
+            self.peak["driver"] = max(self.peak["driver"], driver)
+            self.peak["worker"] = max([self.peak["worker"], *kids])
+            self.peak["total"] = max(self.peak["total"], driver + sum(kids))
+            self.driver_series.append((time.perf_counter() - self._t0, driver))
+            self._stop.wait(self.every)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {k: round(v / 2**20, 1) for k, v in self.peak.items()}
+
+
+def run_flow(spec: dict, folder: Path, env: dict, workers: int = 2) -> dict:
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = folder / f"{spec['name']}.json"
+    cmd = [sys.executable, "-m", "flows.sweep", str(path), "--store", str(folder / "store"), "--workers",
+           str(workers), "--summary-json", str(out), "--no-gradcheck"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    mon = TreeMonitor(proc)
+    _, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    mem = mon.stop()
+    if not out.exists():
+        raise RuntimeError(f"flow failed (exit {proc.returncode}):\n{err[-4000:]}")
+    result = json.loads(out.read_text())
+    series = [mb for _, mb in mon.driver_series]
+    result.update(process_wall_s=wall, peak_rss_mb=mem, exit_code=proc.returncode,
+                  driver_rss_mb_quartiles=[round(series[int(q * (len(series) - 1))] / 2**20, 1)
+                                           for q in (0.25, 0.5, 0.75, 1.0)] if series else [])
+    return result
+
+
+def calibrate_epochs(target_s: float) -> int:
+    from pipeline.train import run_training
+
+    cfg = {**XOR, "model": {**XOR["model"], "epochs": 20000}}
+    run_training(cfg)  # compile / load the cache
+    t0 = time.perf_counter()
+    run_training(cfg)
+    return int(20000 * target_s / (time.perf_counter() - t0))
+
+
+def overhead(folder: Path, env: dict, n_trials: int, trial_s: float) -> dict:
+    epochs = calibrate_epochs(trial_s)
+    spec = {"name": "bench-overhead", "base": {**XOR, "model": {**XOR["model"], "epochs": epochs}},
+            "seeds": n_trials, "objective": {"metric": "train_MSE"}}  # chunk_size auto
+    r = run_flow(spec, folder, env)
+    t = r["timing"]
+    n = r["trials"]
+    r["overhead_ms_per_trial"] = 1000 * (t["fanout_s"] - t["trial_compute_s"] / 2) / n
+    r["parallel_efficiency"] = t["trial_compute_s"] / (2 * t["fanout_s"])
+    r["epochs"], r["mean_trial_s"] = epochs, t["trial_compute_s"] / n
+    return r
+
+
+def census(folder: Path, env: dict, n_trials: int, epochs: int) -> dict:
+    seeds = -(-n_trials // 9)
+    spec = {"name": "bench-census", "base": {**XOR, "model": {**XOR["model"], "epochs": epochs,
+                                                               "initial_weight_distribution": "Normal"}},
+            "seeds": seeds, "child_per": "config", "objective": {"metric": "train_MSE"},
+            "census": {"metric": "train_MSE", "solved_below": 0.05},
+            "space": {"model.hidden": [[2], [3], [4]], "model.initial_weight_scale": [0.01, 0.1, 1.0]}}
+    r = run_flow(spec, folder, env)
+    r["epochs"] = epochs
+    return r
+
+
+def report(results: dict) -> str:
+    lines = ["| benchmark | result |", "|---|---|"]
+    if "overhead" in results:
+        o, t = results["overhead"], results["overhead"]["timing"]
+        lines += [f"| overhead per trial ({o['trials']} XOR trials of {o['mean_trial_s']:.2f} s, 2 workers, "
+                  f"chunk 1) | {o['overhead_ms_per_trial']:.0f} ms |",
+                  f"| parallel efficiency on 2 workers | {100 * o['parallel_efficiency']:.0f} % |",
+                  f"| fan-out wall / trial compute sum | {t['fanout_s']:.1f} s / {t['trial_compute_s']:.1f} s |",
+                  f"| prepare / summary / whole process | {t['prepare_s']:.1f} s / {t['summary_s']:.1f} s / "
+                  f"{o['process_wall_s']:.1f} s |"]
+    if "census" in results:
+        c, t = results["census"], results["census"]["timing"]
+        lines += [f"| census: {c['trials']} XOR trials ({c['epochs']} epochs), child_per config, "
+                  f"{t['chunks']} chunks of {t['chunk_size']} | {c['process_wall_s']:.0f} s end to end |",
+                  f"| census: prepare (expand + validate + warm) / fan-out / summary | {t['prepare_s']:.1f} s / "
+                  f"{t['fanout_s']:.1f} s / {t['summary_s']:.1f} s |",
+                  f"| census: trial compute sum (2 workers) | {t['trial_compute_s']:.1f} s |",
+                  f"| census: peak RSS driver+scheduler / one worker / all | {c['peak_rss_mb']['driver']} / "
+                  f"{c['peak_rss_mb']['worker']} / {c['peak_rss_mb']['total']} MB |",
+                  f"| census: driver RSS at 25/50/75/100 % of the run | {c['driver_rss_mb_quartiles']} MB |"]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=["overhead", "census", "all"], default="all")
+    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--trial-seconds", type=float, default=2.0)
+    p.add_argument("--census-trials", type=int, default=10_000)
+    p.add_argument("--census-epochs", type=int, default=500)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_sweep.json"))
+    a = p.parse_args()
+    from pipeline.services import start_prefect, stop_services
+
+    results: dict = {"cpu_count": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        info = start_prefect(folder / "prefect", worker=False, ui=False)
+        results["prefect_server_start_s"] = time.perf_counter() - t0
+        env = {**os.environ, "PREFECT_API_URL": info["api_url"], "PREFECT_HOME": str(folder / "prefect" / "prefect"),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
+               "DASK_LOGGING__DISTRIBUTED": "warning", "MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        try:
+            if a.part in ("overhead", "all"):
+                results["overhead"] = overhead(folder, env, a.trials, a.trial_seconds)
+            if a.part in ("census", "all"):
+                results["census"] = census(folder, env, a.census_trials, a.census_epochs)
+        finally:
+            stop_services(folder / "prefect")
+    results["load_avg_at_end"] = os.getloadavg()
+    for r in (results.get("overhead"), results.get("census")):
+        if r:
+            r.pop("leaderboard_md", None)
+            r.pop("census_md", None)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(results, indent=2, default=str))
+    print(report(results))
+    print(f"\nload average start/end: {results['load_avg_at_start']} / {results['load_avg_at_end']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
