@@ -89,10 +89,16 @@ def _input_grad(delta, W, da):
 
 
 @serial
-def _views(params, layout, layer):
-    w_off, b_off, n_in, n_out, pieces, _ = layout[layer]
-    rows = n_out * pieces
-    return params[w_off:b_off].reshape((rows, n_in)), params[b_off:b_off + rows]
+def _views(params, layout):
+    """Per-layer ``W`` (rows, n_in) and ``b`` (rows,) views of a flat vector.
+
+    Built once per kernel call: a reshape costs a helper call, and a tiny net
+    (XOR) takes tens of thousands of steps per call.
+    """
+    Ws = [params[layout[k, 0]:layout[k, 1]].reshape((layout[k, 3] * layout[k, 4], layout[k, 2]))
+          for k in range(layout.shape[0])]
+    bs = [params[layout[k, 1]:layout[k, 1] + layout[k, 3] * layout[k, 4]] for k in range(layout.shape[0])]
+    return Ws, bs
 
 
 @serial
@@ -110,7 +116,7 @@ def _workspace(layout, batch, like):
 
 
 @serial
-def _forward(params, layout, xb, rows, drop, seed, epoch, training, zs, acts, ins, masks):
+def _forward(Ws, bs, layout, xb, rows, drop, seed, epoch, training, zs, acts, ins, masks):
     """Forward pass of a batch; fills zs/acts/ins/masks. Returns the output activations."""
     for layer in range(layout.shape[0]):
         src = xb if layer == 0 else acts[layer - 1]
@@ -124,8 +130,7 @@ def _forward(params, layout, xb, rows, drop, seed, epoch, training, zs, acts, in
             for i in range(inp.shape[0]):
                 for k in range(inp.shape[1]):
                     inp[i, k] = src[i, k]
-        W, b = _views(params, layout, layer)
-        _affine(inp, W, b, zs[layer])
+        _affine(inp, Ws[layer], bs[layer], zs[layer])
         code = layout[layer, 5]
         if code == LINEAR:
             z, a = zs[layer], acts[layer]
@@ -156,7 +161,8 @@ def _sparsity(a, beta, rho, rho_hat_used, da, inv_batch):
 
 
 @serial
-def _backward(params, layout, yb, loss_code, hp, drop, rho_hats, zs, acts, ins, masks, deltas, das, grad):
+def _backward(params, Ws, gWs, gbs, layout, yb, loss_code, hp, drop, rho_hats, zs, acts, ins, masks, deltas, das,
+              grad):
     """Backward pass; writes the batch gradient of J into ``grad``, returns (data loss sum, extra J)."""
     n_layers = layout.shape[0]
     last = n_layers - 1
@@ -170,13 +176,11 @@ def _backward(params, layout, yb, loss_code, hp, drop, rho_hats, zs, acts, ins, 
     extra = 0.0
     unit = 0
     for layer in range(last, -1, -1):
-        W, _ = _views(params, layout, layer)
-        gW, gb = _views(grad, layout, layer)
-        _weight_grad(deltas[layer], ins[layer], gW, gb)
+        _weight_grad(deltas[layer], ins[layer], gWs[layer], gbs[layer])
         if layer == 0:
             break
         da = das[layer]
-        _input_grad(deltas[layer], W, da)
+        _input_grad(deltas[layer], Ws[layer], da)
         if drop[layer] > 0.0:
             mask = masks[layer]
             for i in range(batch):
@@ -204,9 +208,11 @@ def _loss_and_grad(params, layout, X, Y, loss_code, hp, drop, seed, epoch, grad)
     rows = np.arange(m)
     zs, acts, ins, masks, deltas, das = _workspace(layout, m, params)
     rho_hats = np.zeros(_hidden_units(layout), np.float64)
-    _forward(params, layout, X, rows, drop, seed, epoch, True, zs, acts, ins, masks)
+    Ws, bs = _views(params, layout)
+    gWs, gbs = _views(grad, layout)
+    _forward(Ws, bs, layout, X, rows, drop, seed, epoch, True, zs, acts, ins, masks)
     grad[:] = 0.0
-    loss_sum, extra = _backward(params, layout, Y, loss_code, hp, drop, rho_hats,
+    loss_sum, extra = _backward(params, Ws, gWs, gbs, layout, Y, loss_code, hp, drop, rho_hats,
                                 zs, acts, ins, masks, deltas, das, grad)
     return loss_sum / m + extra
 
@@ -225,9 +231,10 @@ def _predict(params, layout, X, batch_size, out, layer_stop):
     m = X.shape[0]
     drop = np.zeros(layout.shape[0], np.float64)
     rows = np.arange(m)
+    Ws, bs = _views(params, layout)
     for start in range(0, m, batch_size):
         stop = min(m, start + batch_size)
         zs, acts, ins, masks, _, _ = _workspace(layout, stop - start, params)
-        _forward(params, layout, np.ascontiguousarray(X[start:stop]), rows[start:stop], drop, np.uint64(0), 0,
+        _forward(Ws, bs, layout, np.ascontiguousarray(X[start:stop]), rows[start:stop], drop, np.uint64(0), 0,
                  False, zs, acts, ins, masks)
         out[start:stop, :] = acts[layer_stop]

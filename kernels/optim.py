@@ -77,39 +77,41 @@ def _adam(params, grad, m1, m2, rate, beta1, beta2, eps, inv_c1, inv_c2, one_min
 
 
 @serial
-def _step(opt_code, params, grad, state, counters, hp, layout, batch):
+def _step(opt_code, params, grad, state, counters, hp, layout, batch, s):
     """Apply one optimiser step in place, after a batch of ``batch`` samples.
 
-    Scalars are cast to the parameters' dtype first so float32 loops stay in
-    float32 and vectorise; 1 - beta is formed in float64 before the cast.
+    ``s`` is a scratch vector of the parameters' dtype (length >= 8): scalars
+    are cast into it first so float32 loops stay in float32 and vectorise;
+    1 - beta is formed in float64 before the cast.
     """
     samples = counters[0]
     counters[0] += batch
     counters[1] += 1.0
-    t = counters[1]
-    s = np.empty(11, params.dtype)
-    s[0] = hp[hyper.RATE] / (1.0 + hp[hyper.RATE_ANNEALING] * samples)
-    s[1] = momentum_at(hp, samples)
-    s[2] = hp[hyper.RHO]
-    s[3] = hp[hyper.EPSILON]
-    s[4] = hp[hyper.BETA1]
-    s[5] = hp[hyper.BETA2]
-    s[6] = 1.0 / (1.0 - hp[hyper.BETA1] ** t)
-    s[7] = 1.0 / (1.0 - hp[hyper.BETA2] ** t)
-    s[8] = 1.0 - hp[hyper.RHO]
-    s[9] = 1.0 - hp[hyper.BETA1]
-    s[10] = 1.0 - hp[hyper.BETA2]
     if opt_code == ADADELTA:
-        _adadelta(params, grad, state[0], state[1], s[2], s[8], s[3])
-    elif opt_code == ADAM:
-        _adam(params, grad, state[0], state[1], s[0], s[4], s[5], s[3], s[6], s[7], s[9], s[10])
-    else:
-        decay = hp[hyper.RATE_DECAY]
-        nesterov = hp[hyper.NESTEROV] != 0.0
-        if decay == 1.0:
-            _sgd(params, grad, state[0], s[0], s[1], nesterov)
-            return
-        for layer in range(layout.shape[0]):
-            lo = layout[layer, 0]
-            hi = layout[layer, 1] + layout[layer, 3] * layout[layer, 4]
-            _sgd(params[lo:hi], grad[lo:hi], state[0][lo:hi], s[0] * decay ** layer, s[1], nesterov)
+        s[0] = hp[hyper.RHO]
+        s[1] = 1.0 - hp[hyper.RHO]
+        s[2] = hp[hyper.EPSILON]
+        _adadelta(params, grad, state[0], state[1], s[0], s[1], s[2])
+        return
+    s[0] = hp[hyper.RATE] / (1.0 + hp[hyper.RATE_ANNEALING] * samples)
+    if opt_code == ADAM:
+        t = counters[1]
+        s[1] = hp[hyper.BETA1]
+        s[2] = hp[hyper.BETA2]
+        s[3] = hp[hyper.EPSILON]
+        s[4] = 1.0 / (1.0 - hp[hyper.BETA1] ** t)
+        s[5] = 1.0 / (1.0 - hp[hyper.BETA2] ** t)
+        s[6] = 1.0 - hp[hyper.BETA1]
+        s[7] = 1.0 - hp[hyper.BETA2]
+        _adam(params, grad, state[0], state[1], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
+        return
+    s[1] = momentum_at(hp, samples)
+    decay = hp[hyper.RATE_DECAY]
+    nesterov = hp[hyper.NESTEROV] != 0.0
+    if decay == 1.0:
+        _sgd(params, grad, state[0], s[0], s[1], nesterov)
+        return
+    for layer in range(layout.shape[0]):
+        lo = layout[layer, 0]
+        hi = layout[layer, 1] + layout[layer, 3] * layout[layer, 4]
+        _sgd(params[lo:hi], grad[lo:hi], state[0][lo:hi], s[0] * decay ** layer, s[1], nesterov)

@@ -13,7 +13,7 @@ import numpy as np
 
 from kernels import hyper
 from kernels._jit import serial
-from kernels.dense import _backward, _forward, _workspace
+from kernels.dense import _backward, _forward, _views, _workspace
 from kernels.dropout import _shuffle
 from kernels.optim import _step
 from kernels.penalties import _max_norm
@@ -22,8 +22,11 @@ from kernels.penalties import _max_norm
 @serial
 def _gather(X, Y, rows, xb, yb):
     for i in range(rows.shape[0]):
-        xb[i, :] = X[rows[i]]
-        yb[i, :] = Y[rows[i]]
+        r = rows[i]
+        for k in range(X.shape[1]):
+            xb[i, k] = X[r, k]
+        for k in range(Y.shape[1]):
+            yb[i, k] = Y[r, k]
 
 
 @serial
@@ -51,16 +54,17 @@ def _all_finite(values):
 
 @serial
 def _batch_step(params, layout, xb, yb, rows, loss_code, hp, drop, opt_code, state, counters,
-                seed, epoch, rho_run, rho_zero, ws, grad):
+                seed, epoch, rho_run, rho_zero, ws, views, grad, scratch):
     zs, acts, ins, masks, deltas, das = ws
-    _forward(params, layout, xb, rows, drop, seed, epoch, True, zs, acts, ins, masks)
+    Ws, bs, gWs, gbs = views
+    _forward(Ws, bs, layout, xb, rows, drop, seed, epoch, True, zs, acts, ins, masks)
     rho_hats = rho_zero
     if hp[hyper.SPARSITY_RUNNING] != 0.0 and hp[hyper.SPARSITY_BETA] > 0.0:
         _update_running_means(layout, acts, rho_run, 0.9)
         rho_hats = rho_run
-    loss_sum, extra = _backward(params, layout, yb, loss_code, hp, drop, rho_hats,
+    loss_sum, extra = _backward(params, Ws, gWs, gbs, layout, yb, loss_code, hp, drop, rho_hats,
                                 zs, acts, ins, masks, deltas, das, grad)
-    _step(opt_code, params, grad, state, counters, hp, layout, xb.shape[0])
+    _step(opt_code, params, grad, state, counters, hp, layout, xb.shape[0], scratch)
     _max_norm(params, layout, hp[hyper.MAX_W2])
     return loss_sum
 
@@ -79,6 +83,10 @@ def _train_epochs(params, layout, X, Y, epoch0, n_epochs, batch_size, shuffle, l
     order = np.arange(m)
     grad = np.zeros_like(params)
     rho_zero = np.zeros_like(rho_run)
+    scratch = np.empty(8, params.dtype)
+    Ws, bs = _views(params, layout)
+    gWs, gbs = _views(grad, layout)
+    views = (Ws, bs, gWs, gbs)
     full = _workspace(layout, batch_size, params)
     tail_size = m % batch_size
     tail = _workspace(layout, max(tail_size, 1), params)
@@ -99,11 +107,11 @@ def _train_epochs(params, layout, X, Y, epoch0, n_epochs, batch_size, shuffle, l
             if bs == batch_size:
                 _gather(X, Y, rows, xb_full, yb_full)
                 total += _batch_step(params, layout, xb_full, yb_full, rows, loss_code, hp, drop, opt_code,
-                                     state, counters, seed, epoch, rho_run, rho_zero, full, grad)
+                                     state, counters, seed, epoch, rho_run, rho_zero, full, views, grad, scratch)
             else:
                 _gather(X, Y, rows, xb_tail, yb_tail)
                 total += _batch_step(params, layout, xb_tail, yb_tail, rows, loss_code, hp, drop, opt_code,
-                                     state, counters, seed, epoch, rho_run, rho_zero, tail, grad)
+                                     state, counters, seed, epoch, rho_run, rho_zero, tail, views, grad, scratch)
         epoch_loss[e] = total / m
         if not math.isfinite(total) or not _all_finite(params):
             return e
