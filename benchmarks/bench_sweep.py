@@ -129,7 +129,7 @@ def report(results: dict) -> str:
     if "overhead" in results:
         o, t = results["overhead"], results["overhead"]["timing"]
         lines += [f"| overhead per trial ({o['trials']} XOR trials of {o['mean_trial_s']:.2f} s, 2 workers, "
-                  f"chunk 1) | {o['overhead_ms_per_trial']:.0f} ms |",
+                  f"{t['chunks']} chunks of {t['chunk_size']}) | {o['overhead_ms_per_trial']:.0f} ms |",
                   f"| parallel efficiency on 2 workers | {100 * o['parallel_efficiency']:.0f} % |",
                   f"| fan-out wall / trial compute sum | {t['fanout_s']:.1f} s / {t['trial_compute_s']:.1f} s |",
                   f"| prepare / summary / whole process | {t['prepare_s']:.1f} s / {t['summary_s']:.1f} s / "

@@ -60,6 +60,32 @@ def summarise(plan: driver.SweepPlan, rows: list[dict], out_dir: str | None) -> 
     return collect.finish(plan, rows, out_dir)
 
 
+def _import_heavy() -> None:
+    """Run on every worker while the driver prepares: import what the first chunk would otherwise
+    import on the clock (Prefect's task engine, MLflow, matplotlib, the training code)."""
+    import mlflow  # noqa: F401
+    import prefect.task_engine  # noqa: F401
+
+    import pipeline.plots  # noqa: F401
+    import pipeline.train  # noqa: F401
+
+
+def _preload_workers(address: str) -> None:
+    """Start ``_import_heavy`` on every worker in a background thread (overlaps with ``prepare``)."""
+    import threading
+
+    from distributed import Client
+
+    def run() -> None:
+        try:
+            with Client(address, timeout=30, set_as_default=False) as c:
+                c.run(_import_heavy)
+        except Exception:  # an optimisation only: the first chunk imports them otherwise
+            pass
+
+    threading.Thread(target=run, daemon=True, name="preload-workers").start()
+
+
 def _live_workers(address: str | None) -> int:
     from distributed import Client
 
@@ -145,6 +171,7 @@ def run_sweep(spec: str, store_dir: str = ".sweepnet", dask_address: str | None 
                   out_dir=out_dir, train_fn=train_fn, check_gradient=check_gradient)
     if address:
         workers = n_workers or _live_workers(address)
+        _preload_workers(address)
         runner_ = DaskTaskRunner(address=address)
         return sweep_flow.with_options(task_runner=runner_)(dask_address=address, n_workers=workers, **kwargs)
     from distributed import LocalCluster
@@ -152,6 +179,7 @@ def run_sweep(spec: str, store_dir: str = ".sweepnet", dask_address: str | None 
     workers = n_workers or os.cpu_count() or 1
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster:
+        _preload_workers(cluster.scheduler_address)
         runner_ = DaskTaskRunner(address=cluster.scheduler_address)
         return sweep_flow.with_options(task_runner=runner_)(
             dask_address=cluster.scheduler_address, n_workers=workers, **kwargs)
