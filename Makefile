@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-slow bench reliability clean help
+.PHONY: setup demo test test-slow bench reliability services-up services-down clean help
 
 help:
 	@echo "make demo         set up .venv and run a real sweep on a local Dask cluster (MLflow store in ./mlflow.db)"
@@ -41,6 +41,12 @@ bench: setup
 reliability: setup
 	$(PY) -m pytest -m "reliability" -p no:cacheprovider tests/reliability
 	$(PY) benchmarks/reliability_report.py
+
+services-up: setup
+	$(VENV)/bin/sweepnet services up
+
+services-down:
+	$(VENV)/bin/sweepnet services down
 
 clean:
 	rm -rf $(VENV) .sweepnet mlruns mlflow.db .pytest_cache
