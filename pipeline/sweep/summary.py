@@ -184,7 +184,10 @@ def write_summary(folder: Path, rows: Sequence[dict], spec: SweepSpec, axes: Seq
     census_md = markdown(c_header, c_body)
     (folder / "census.md").write_text(census_md)
     finished = [r for r in rows if r["status"] in OK and math.isfinite(r["objective"])]
-    for axis in [a for a in axes if len({str(r["axes"].get(a)) for r in rows}) > 1]:
+    varying = [a for a in axes if len({str(r["axes"].get(a)) for r in rows}) > 1]
+    for g in groups:  # short labels: only the axes that vary
+        g["label"] = _axes_label({a: g["axes"].get(a) for a in varying})
+    for axis in varying:
         plots.axis_vs_objective(finished, axis, spec.objective.metric, folder / f"axis_{axis}.png")
     if spec.seed_axis is not None and groups:
         plots.census(groups, folder / "census.png")
