@@ -36,14 +36,18 @@ def _data(n, seed=0):
     return images, W, b
 
 
-def _best(fn, repeats):
+def _best(fn, repeats, cpu=None):
+    """Best wall time of ``repeats`` runs; ``cpu`` (a list) receives CPU/wall of that run."""
     fn()  # warm-up: compile, allocate, fault pages in
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
+    wall, used = min(times)
+    if cpu is not None:
+        cpu.append(used / wall)
+    return wall
 
 
 def _numpy_conv_pool(images, W, b, chunk=16):
@@ -110,8 +114,11 @@ def worker(kind, n, repeats):
             return {"skipped": "torch not installed (pip install '.[bench]')"}
     else:
         raise ValueError(f"unknown worker kind {kind!r}")
-    t = _best(fn, repeats)
-    return {"images_per_s": n / t, "gflops": FLOP_PER_IMAGE * n / t / 1e9}
+    cpu = []
+    t = _best(fn, repeats, cpu)
+    # CPU/wall near the thread count means the threads really ran; on a shared machine it shows
+    # how many cores this process actually got
+    return {"images_per_s": n / t, "gflops": FLOP_PER_IMAGE * n / t / 1e9, "cpu_per_wall": cpu[0]}
 
 
 def spawn(kind, threads, n, repeats):
@@ -162,15 +169,15 @@ def main(argv=None):
 
 def _print_table(best, pool):
     gemm1, gemm2 = best[("gemm", 1)], best[("gemm", 2)]
-    print("| implementation | threads | images/s | GF/s | % of numpy sgemm (same threads) |")
-    print("|---|---|---|---|---|")
+    print("| implementation | threads | images/s | GF/s | % of numpy sgemm (same threads) | CPU/wall |")
+    print("|---|---|---|---|---|---|")
     for (kind, threads), r in best.items():
         if kind == "gemm":
             continue
         gemm = (gemm1 if threads == 1 else gemm2)["gemm_square_gflops"]
         pct = None if "gflops" not in r else 100 * r["gflops"] / gemm
         print(f"| {kind} | {threads} | {_fmt(r.get('images_per_s'))} | {_fmt(r.get('gflops'))} | "
-              f"{_fmt(pct, '.0f')} |")
+              f"{_fmt(pct, '.0f')} | {_fmt(r.get('cpu_per_wall'), '.2f')} |")
     print()
     print(f"numpy sgemm 2048x2048: {gemm1['gemm_square_gflops']:.1f} GF/s on 1 thread, "
           f"{gemm2['gemm_square_gflops']:.1f} on 2; conv-shaped (400x192 @ 192x3249): "
