@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,14 +186,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not db.exists():
         raise FileNotFoundError(f"no MLflow store at {db}; run `sweepnet sweep SWEEP.yaml --store {args.store}` first")
     exe = Path(sys.executable).with_name("mlflow")
-    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+    cmd = [str(exe) if exe.exists() else shutil.which("mlflow") or "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
            "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    try:
-        return subprocess.run(cmd, env=env).returncode
-    except KeyboardInterrupt:
-        return 0
+    sys.stdout.flush()
+    os.execve(cmd[0], cmd, env)  # the UI replaces this process: Ctrl-C / SIGTERM reach it directly
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
