@@ -158,3 +158,17 @@ def test_autoencoder_from_mlflow_run_id(tmp_path, digits):
     loaded, steps, shape = load_autoencoder(AutoencoderSource(run_id=run_id, tracking_uri=uri), tmp_path)
     assert shape == [8, 8, 1] and [s["name"] for s in steps] == ["standardize"]
     np.testing.assert_array_equal(loaded.params_, model.params_)
+
+
+def test_cli_features_prints_both_accuracies(tmp_path, capsys):
+    from pipeline.cli import main
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path)))
+    assert main(["features", str(path), "--set", "conv.pool=5", "--out", str(tmp_path / "cli")]) == 0
+    text = capsys.readouterr().out
+    assert "| pooled features | 8 |" in text and "| raw pixels | 64 |" in text  # 8 features x 1 x 1
+    assert "confusion matrix" in text and (tmp_path / "cli" / "classifier.npz").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_config(tmp_path, conv={"pool": 0})))
+    assert main(["features", str(bad)]) == 2
+    assert "greater than 0" in capsys.readouterr().err
