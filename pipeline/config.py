@@ -45,7 +45,8 @@ class ModelSpec(BaseModel):
     output_activation: Literal[tuple(OUTPUT_ACTIVATIONS)] = Field(
         "auto", description="auto: Softmax for classes, Linear for values; autoencoders: Sigmoid after a Sigmoid "
                             "hidden layer (UFLDL), else Linear (a linear decoder).")
-    hidden: list[int] = Field(default_factory=lambda: [200, 200], description="Units per hidden layer.")
+    hidden: list[int] = Field(default_factory=lambda: [200, 200],
+                              description="Units per hidden layer; [] is softmax/linear regression.")
     epochs: float = Field(10.0, gt=0, description="Passes over the training data (rounded up); L-BFGS: iterations.")
     mini_batch_size: int = Field(1, ge=1, description="Samples per step; 1 = online SGD (h2o's only mode).")
     distribution: Literal["AUTO", "gaussian", "bernoulli", "multinomial"] = Field(
@@ -91,8 +92,8 @@ class ModelSpec(BaseModel):
     @field_validator("hidden")
     @classmethod
     def _hidden_positive(cls, value):
-        if not value or min(value) < 1:
-            raise ValueError(f"hidden={value} must list at least one layer of >= 1 units, e.g. [200, 200]")
+        if value and min(value) < 1:
+            raise ValueError(f"hidden={value}: every layer needs >= 1 units, e.g. [200, 200] ([] = no hidden layer)")
         return value
 
     @model_validator(mode="after")
