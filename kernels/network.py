@@ -8,7 +8,7 @@ the kernels. All arrays of one call share a float dtype (float32 or float64).
 import numpy as np
 
 from kernels import hyper
-from kernels.dense import _loss_and_grad, _predict
+from kernels.dense import _loss_and_grad, _predict, _workspace_size
 from kernels.losses import LOSS_CODES
 from kernels.optim import OPTIMIZER_CODES
 from kernels.train import _train_epochs
@@ -68,7 +68,7 @@ def _check_drop(drop, layout):
     return drop
 
 
-def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, seed=0, epoch=0):
+def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, seed=0, epoch=0, workspace=None):
     """Full-batch objective J(θ) and its gradient.
 
     Parameters
@@ -83,6 +83,9 @@ def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, se
         From :func:`hyper_vector`.
     drop : ndarray of shape (n_layers,), optional
         Dropout ratio of each layer's input; masks are those of ``epoch``.
+    workspace : ndarray, optional
+        From :func:`make_workspace`; reuse it across calls on the same data
+        (L-BFGS) to avoid re-allocating and page-faulting the buffers.
 
     Returns
     -------
@@ -98,9 +101,21 @@ def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, se
         raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match.")
     hp = hyper_vector() if hp is None else np.ascontiguousarray(hp, dtype=np.float64)
     grad = np.zeros_like(params)
-    value = _loss_and_grad(params, layout, X, Y, LOSS_CODES[loss], hp, _check_drop(drop, layout),
-                           np.uint64(seed), epoch, grad)
+    drop = _check_drop(drop, layout)
+    if workspace is None:
+        workspace = make_workspace(layout, X.shape[0], params.dtype, drop)
+    elif workspace.dtype != params.dtype or workspace.size != _workspace_size(layout, X.shape[0], drop):
+        raise ValueError("workspace was made for another shape or dtype; build it with "
+                         "make_workspace(layout, n_samples, params.dtype, drop).")
+    value = _loss_and_grad(params, layout, X, Y, LOSS_CODES[loss], hp, drop, np.uint64(seed), epoch, grad,
+                           workspace)
     return float(value), grad
+
+
+def make_workspace(layout, n_samples, dtype, drop=None):
+    """A reusable buffer for :func:`loss_and_grad` on ``n_samples`` rows."""
+    drop = _check_drop(drop, layout)
+    return np.empty(_workspace_size(layout, int(n_samples), drop), dtype=dtype)
 
 
 def forward(params, layout, X, layer=-1, batch_size=4096):

@@ -87,9 +87,9 @@ def _train_epochs(params, layout, X, Y, epoch0, n_epochs, batch_size, shuffle, l
     Ws, bs = _views(params, layout)
     gWs, gbs = _views(grad, layout)
     views = (Ws, bs, gWs, gbs)
-    full = _workspace(layout, batch_size, params)
+    full = _workspace(layout, batch_size, params, drop)
     tail_size = m % batch_size
-    tail = _workspace(layout, max(tail_size, 1), params)
+    tail = _workspace(layout, max(tail_size, 1), params, drop)
     xb_full = np.empty((batch_size, X.shape[1]), params.dtype)
     yb_full = np.empty((batch_size, Y.shape[1]), params.dtype)
     xb_tail = np.empty((max(tail_size, 1), X.shape[1]), params.dtype)

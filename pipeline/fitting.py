@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from kernels.network import hyper_vector, loss_and_grad, train_epochs
+from kernels.network import hyper_vector, loss_and_grad, make_workspace, train_epochs
 
 def single_threaded_blas():
     """Limit BLAS to one thread while training.
@@ -119,9 +119,11 @@ def run_lbfgs(model, X, Y, hp, score, progress=None):
     X64, Y64 = np.ascontiguousarray(X, np.float64), np.ascontiguousarray(Y, np.float64)
     theta0 = model.params_.astype(np.float64)
     iteration = [0]
+    workspace = make_workspace(model.layout_, X64.shape[0], np.float64)
 
     def objective(theta):
-        value, grad = loss_and_grad(np.ascontiguousarray(theta), model.layout_, X64, Y64, model.loss_, hp)
+        value, grad = loss_and_grad(np.ascontiguousarray(theta), model.layout_, X64, Y64, model.loss_, hp,
+                                    workspace=workspace)
         if not (math.isfinite(value) and np.isfinite(grad).all()):
             raise TrainingDivergedError(iteration[0] + 1, value, DIVERGENCE_HINT)
         return value, grad
