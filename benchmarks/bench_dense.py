@@ -11,9 +11,10 @@ of a few repeats is reported. PyTorch is optional (extra ``bench``); without
 it that column says "not installed". Compile time is measured cold (fresh
 NUMBA_CACHE_DIR) and cached, in fresh processes. The Markdown report goes to
 stdout and to benchmarks/results/dense.md. Not a test: nothing is asserted.
-Options: ``--rounds N`` (default 2) interleaved rounds, best time kept.
+Options: ``--rounds N`` (default 2) interleaved rounds, best time kept; ``--quick`` is one round.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -193,10 +194,20 @@ def main(rounds):
     out.write_text(report, encoding="utf-8")
 
 
+def _parse_args():
+    parser = argparse.ArgumentParser(description="Dense-network benchmark: sweepnet vs NumPy vs PyTorch eager.")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best time is kept (default 2)")
+    parser.add_argument("--quick", action="store_true", help="one round (same cases, noisier on a loaded machine)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
+    args = _parse_args()
+    if args.worker:
         common.worker_main(_sweepnet_case)
-    elif "--compile-probe" in sys.argv:
+    elif args.compile_probe:
         _compile_probe()
     else:
-        main(int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 2)
+        main(1 if args.quick else args.rounds)
