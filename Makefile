@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-slow bench reliability services-up services-down clean help
+.PHONY: setup demo test test-slow bench reliability features-examples services-up services-down clean help
 
 help:
 	@echo "make demo         set up .venv and run a real sweep on a local Dask cluster (MLflow store in ./mlflow.db)"
@@ -41,6 +41,11 @@ bench: setup
 reliability: setup
 	$(PY) -m pytest -m "reliability" -p no:cacheprovider tests/reliability
 	$(PY) benchmarks/reliability_report.py
+
+features-examples: setup
+	$(VENV)/bin/sweepnet features examples/conv_pool.yaml
+	$(VENV)/bin/sweepnet features examples/self_taught.yaml
+	$(VENV)/bin/sweepnet features examples/colour_conv.yaml
 
 services-up: setup
 	$(VENV)/bin/sweepnet services up
