@@ -110,14 +110,18 @@ def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll
     pending, gone_since = list(futures), None
     while pending:
         done, not_done = wait(pending, timeout=poll)
+        not_done = list(not_done)
         for fut in done:
             try:
-                outcomes = fut.result()
+                # bounded: a future whose worker died can be reported done yet never deliver
+                outcomes = fut.result(timeout=poll)
+            except TimeoutError:
+                not_done.append(fut)
             except Exception as err:  # KilledWorker after Dask's retries, or I/O after ours
                 collector.mark_lost(chunk_of[id(fut)], f"chunk task failed: {type(err).__name__}: {err}")
             else:
                 collector.add(outcomes)
-        pending = list(not_done)
+        pending = not_done
         if pending:
             alive = len(monitor.nthreads())
             gone_since = None if alive else (gone_since or time.monotonic())
