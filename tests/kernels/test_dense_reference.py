@@ -245,3 +245,29 @@ def test_kl_sparsity_value_and_gradient_against_naive():
     assert J - J_plain > 0.01  # the KL term is really there
     np.testing.assert_allclose(J, J_ref, rtol=1e-12)
     np.testing.assert_allclose(grad, g_ref, rtol=1e-10, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- reusable workspace (L-BFGS)
+@pytest.mark.parametrize("drop", [None, [0.2, 0.5, 0.0]])
+def test_reused_workspace_gives_the_same_objective(drop):
+    from kernels.network import make_workspace
+    layout, params, rng = _random_net((3, 4, 3, 2), ("rectifier", "tanh", "softmax"), seed=12)
+    X = rng.standard_normal((6, 3))
+    Y = _targets("softmax", "cross_entropy", rng, (6, 2))
+    hp = hyper_vector(l2=0.1)
+    workspace = make_workspace(layout, 6, np.float64, drop)
+    workspace[:] = np.nan  # stale contents must never leak into a result
+    for theta in (params, 0.5 * params, params):
+        fresh = loss_and_grad(theta, layout, X, Y, "cross_entropy", hp, drop, seed=3, epoch=1)
+        reused = loss_and_grad(theta, layout, X, Y, "cross_entropy", hp, drop, seed=3, epoch=1, workspace=workspace)
+        assert fresh[0] == reused[0]
+        np.testing.assert_array_equal(fresh[1], reused[1])
+
+
+def test_workspace_for_another_shape_or_dtype_is_refused():
+    from kernels.network import make_workspace
+    layout, params, rng = _random_net((3, 4, 2), ("tanh", "linear"), seed=13)
+    X, Y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    for wrong in (make_workspace(layout, 4, np.float64), make_workspace(layout, 5, np.float32)):
+        with pytest.raises(ValueError, match=r"workspace was made for another shape or dtype.*make_workspace\("):
+            loss_and_grad(params, layout, X, Y, workspace=wrong)
