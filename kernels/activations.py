@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from kernels._jit import serial
+from kernels._jit import inline, serial
 
 LINEAR, SIGMOID, TANH, RECTIFIER, MAXOUT, SOFTMAX = range(6)
 
@@ -52,7 +52,7 @@ def _sigmoid_row(z, a, i, sign, bits):
         a[i, j] = 1.0 / (1.0 + a[i, j] * scale[j])
 
 
-@serial
+@inline
 def _activate(code, pieces, z, a):
     """Forward: ``a = f(z)`` row by row.
 
@@ -60,17 +60,12 @@ def _activate(code, pieces, z, a):
     takes the max over rows ``j * pieces ... j * pieces + pieces - 1``.
     """
     batch, n_out = a.shape
-    bits = np.empty(n_out, np.int64)
-    for i in range(batch):
-        if code == SIGMOID:
+    if code == SIGMOID:
+        bits = np.empty(n_out, np.int64)
+        for i in range(batch):
             _sigmoid_row(z, a, i, 1.0, bits)
-            continue
-        if code == TANH and a.itemsize == 4:
-            # tanh(z) = 2 sigmoid(2z) - 1; float64 keeps math.tanh (no cancellation near 0)
-            _sigmoid_row(z, a, i, 2.0, bits)
-            for j in range(n_out):
-                a[i, j] = a[i, j] + a[i, j] - 1
-            continue
+        return
+    for i in range(batch):
         if code == SOFTMAX:
             top = z[i, 0]
             for j in range(1, n_out):
@@ -97,7 +92,7 @@ def _activate(code, pieces, z, a):
                 a[i, j] = z[i, j]
 
 
-@serial
+@inline
 def _activate_backward(code, pieces, z, a, da, dz):
     """Backward: ``dz = da * f'(z)`` for element-wise activations and maxout.
 

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from kernels import hyper
-from kernels._jit import serial
+from kernels._jit import inline, serial
 from kernels.activations import _activate, _activate_backward, LINEAR, SIGMOID, SOFTMAX
 from kernels.dropout import _fill_mask
 from kernels.losses import _output_delta
@@ -28,7 +28,7 @@ from kernels.penalties import _penalty
 BLAS_MIN_FLOPS = 4096
 
 
-@serial
+@inline
 def _affine(inp, W, b, z):
     """z = inp @ W.T + b.  inp (batch, n_in), W (rows, n_in), z (batch, rows)."""
     batch, n_in = inp.shape
@@ -47,7 +47,7 @@ def _affine(inp, W, b, z):
             z[i, r] = s
 
 
-@serial
+@inline
 def _weight_grad(delta, inp, gW, gb):
     """gW = delta.T @ inp, gb = Σ_i delta_i.  delta (batch, rows), inp (batch, n_in)."""
     batch, rows = delta.shape
@@ -71,7 +71,7 @@ def _weight_grad(delta, inp, gW, gb):
             gb[r] += delta[i, r]
 
 
-@serial
+@inline
 def _input_grad(delta, W, da):
     """da = delta @ W.  delta (batch, rows), W (rows, n_in), da (batch, n_in)."""
     batch, rows = delta.shape

@@ -10,7 +10,7 @@ Per-sample losses (the network objective averages them over the batch):
 
 import math
 
-from kernels._jit import serial
+from kernels._jit import inline, serial
 from kernels.activations import SIGMOID, SOFTMAX, LINEAR, TANH, RECTIFIER
 
 QUADRATIC, CROSS_ENTROPY, ABSOLUTE, HUBER = range(4)
@@ -31,7 +31,7 @@ def _log_sigmoid(z):
     return z - math.log1p(math.exp(z))
 
 
-@serial
+@inline
 def _point_loss(loss_code, h, y, huber_delta):
     """Value and derivative d/dh of an element-wise loss at one output."""
     r = h - y
@@ -45,7 +45,7 @@ def _point_loss(loss_code, h, y, huber_delta):
     return huber_delta * (abs(r) - 0.5 * huber_delta), (huber_delta if r > 0.0 else -huber_delta)
 
 
-@serial
+@inline
 def _elementwise_derivative(act_code, z, a):
     if act_code == SIGMOID:
         return a * (1.0 - a)
@@ -79,7 +79,7 @@ def _cross_entropy_row(act_code, z, a, y, i, delta):
     return total
 
 
-@serial
+@inline
 def _output_delta(loss_code, act_code, z, a, y, huber_delta, delta):
     """Sum of per-sample losses over the batch and ``delta = dL/dz`` (per sample).
 

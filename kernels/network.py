@@ -60,6 +60,13 @@ def _check_params(params, layout):
         raise ValueError("params must be a C-contiguous, writable vector; pass params.copy().")
 
 
+def _check_hp(hp):
+    hp = np.ascontiguousarray(hp, dtype=np.float64)
+    if hp.shape != (hyper.N_HYPER,):
+        raise ValueError(f"hp has shape {hp.shape}; it must be the ({hyper.N_HYPER},) vector hyper_vector() builds.")
+    return hp
+
+
 def _check_drop(drop, layout):
     drop = np.ascontiguousarray(drop if drop is not None else np.zeros(layout.shape[0]), dtype=np.float64)
     if drop.shape != (layout.shape[0],) or (drop < 0).any() or (drop >= 1).any():
@@ -99,7 +106,7 @@ def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, se
     Y = _as_matrix("Y", Y, params.dtype, int(layout[-1, 3]))
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match.")
-    hp = hyper_vector() if hp is None else np.ascontiguousarray(hp, dtype=np.float64)
+    hp = hyper_vector() if hp is None else _check_hp(hp)
     grad = np.zeros_like(params)
     drop = _check_drop(drop, layout)
     if workspace is None:
@@ -128,6 +135,11 @@ def forward(params, layout, X, layer=-1, batch_size=4096):
     _check_params(params, layout)
     X = _as_matrix("X", X, params.dtype, int(layout[0, 2]))
     n_layers = layout.shape[0]
+    if not -n_layers <= layer < n_layers:
+        raise ValueError(f"layer={layer} is out of range for a {n_layers}-layer network; use 0..{n_layers - 1} "
+                         "or -1 for the output.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1.")
     layer = layer % n_layers
     out = np.empty((X.shape[0], int(layout[layer, 3])), dtype=params.dtype)
     if X.shape[0]:
@@ -169,10 +181,16 @@ def train_epochs(params, layout, X, Y, state, counters, *, epoch0, n_epochs, bat
                          f"{params.dtype}.")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    if n_epochs < 0:
+        raise ValueError(f"n_epochs={n_epochs} must be >= 0.")
+    if not (isinstance(counters, np.ndarray) and counters.shape == (2,) and counters.dtype == np.float64):
+        raise ValueError("counters must be a float64 ndarray of shape (2,): (samples seen, steps taken).")
     n_hidden = max(int(layout[:-1, 3].sum()), 1)
     rho_run = np.zeros(n_hidden) if rho_run is None else rho_run
+    if not (isinstance(rho_run, np.ndarray) and rho_run.shape == (n_hidden,) and rho_run.dtype == np.float64):
+        raise ValueError(f"rho_run must be a float64 ndarray of shape ({n_hidden},), one entry per hidden unit.")
     epoch_loss = np.full(n_epochs, np.nan)
     finished = _train_epochs(params, layout, X, Y, epoch0, n_epochs, int(batch_size), bool(shuffle),
-                             LOSS_CODES[loss], np.ascontiguousarray(hp, dtype=np.float64), _check_drop(drop, layout),
+                             LOSS_CODES[loss], _check_hp(hp), _check_drop(drop, layout),
                              OPTIMIZER_CODES[optimizer], state, counters, np.uint64(seed), rho_run, epoch_loss)
     return epoch_loss, int(finished)

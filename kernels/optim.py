@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from kernels import hyper
-from kernels._jit import serial
+from kernels._jit import inline, serial
 
 SGD, ADADELTA, ADAM = range(3)
 
@@ -38,7 +38,7 @@ def momentum_at(hp, samples):
     return start + (stable - start) * samples / ramp
 
 
-@serial
+@inline
 def _sgd(params, grad, velocity, rate, mom, nesterov):
     # The velocity is kept even at zero momentum: h2o's ramp starts at 0.
     # Loops run over whole (sliced) vectors: bounds read from the layout table

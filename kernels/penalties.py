@@ -11,10 +11,10 @@ import math
 
 import numpy as np
 
-from kernels._jit import serial
+from kernels._jit import inline
 
 
-@serial
+@inline
 def _penalty(params, layout, l1, l2, grad):
     """Add the penalty gradient to ``grad`` and return the penalty value."""
     total = 0.0
@@ -30,7 +30,7 @@ def _penalty(params, layout, l1, l2, grad):
     return total
 
 
-@serial
+@inline
 def _max_norm(params, layout, max_w2):
     """Rescale rows of each W whose squared norm exceeds ``max_w2`` (in place)."""
     if not math.isfinite(max_w2):

@@ -12,14 +12,14 @@ import math
 import numpy as np
 
 from kernels import hyper
-from kernels._jit import serial
+from kernels._jit import inline, serial
 from kernels.dense import _backward, _forward, _views, _workspace
 from kernels.dropout import _shuffle
 from kernels.optim import _step
 from kernels.penalties import _max_norm
 
 
-@serial
+@inline
 def _gather(X, Y, rows, xb, yb):
     for i in range(rows.shape[0]):
         r = rows[i]
