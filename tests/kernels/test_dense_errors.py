@@ -136,3 +136,31 @@ def test_activate_shape_errors():
         activate("tanh", np.zeros(3))
     with pytest.raises(ValueError, match="z has 3 columns, not a multiple of pieces=2"):
         activate("maxout", np.zeros((1, 3)), pieces=2)
+
+
+def test_hyperparameter_vector_of_the_wrong_length_is_refused():
+    params, X, Y = _args()
+    with pytest.raises(ValueError, match=r"hp has shape \(3,\); it must be the \(18,\) vector hyper_vector\(\) builds"):
+        loss_and_grad(params, LAYOUT, X, Y, hp=np.zeros(3))
+    with pytest.raises(ValueError, match="hp has shape"):
+        _train(params, X, Y, hp=np.zeros(3))
+
+
+def test_forward_layer_and_batch_size_out_of_range():
+    params, X, _ = _args()
+    with pytest.raises(ValueError, match="layer=7 is out of range for a 2-layer network"):
+        forward(params, LAYOUT, X, layer=7)
+    with pytest.raises(ValueError, match="batch_size=0 must be >= 1"):
+        forward(params, LAYOUT, X, batch_size=0)
+
+
+def test_train_state_vectors_are_checked():
+    params, X, Y = _args()
+    state = np.zeros((2, N_PARAMS))
+    with pytest.raises(ValueError, match=r"counters must be a float64 ndarray of shape \(2,\)"):
+        train_epochs(params, LAYOUT, X, Y, state, np.zeros(2, np.float32), epoch0=0, n_epochs=1, batch_size=2,
+                     loss="quadratic", optimizer="sgd", hp=hyper_vector(), drop=None, seed=0)
+    with pytest.raises(ValueError, match=r"rho_run must be a float64 ndarray of shape \(4,\)"):
+        _train(params, X, Y, rho_run=np.zeros(3))
+    with pytest.raises(ValueError, match="n_epochs=-1 must be >= 0"):
+        _train(params, X, Y, n_epochs=-1)
