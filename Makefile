@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# A real sweep on embedded defaults: an XOR initialisation census (hidden x epsilon x 20 seeds) and a digits
+# grid (activation x l1 x input dropout x 3 seeds) on a local Dask cluster, tracked in .sweepnet/mlflow.db.
 demo: setup
-	$(VENV)/bin/sweepnet demo
+	$(VENV)/bin/sweepnet sweep examples/sweeps/xor_census.yaml examples/sweeps/digits_grid.yaml
 
 test: setup
 	$(PY) -m pytest
