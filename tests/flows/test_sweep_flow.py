@@ -108,7 +108,7 @@ def _start_flow(spec: Path, store: Path, address: str, api: str, timeout: float 
 def _finished(store: Path, name: str) -> int:
     try:
         return sum(v.count("FINISHED") for v in statuses(sqlite_ctx(store, name)).values())
-    except (IndexError, AttributeError, Exception):  # store or parent not created yet
+    except Exception:  # the store, experiment or parent run is not created yet
         return 0
 
 
@@ -163,7 +163,6 @@ def test_every_worker_gone_fails_within_bounded_wait(tmp_path, prefect_server_ur
         deadline = time.time() + 600
         while _finished(store, "gone") < 1 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.5)
-        stop_services(state, only=["dask"]) if False else None
         for pid_file in (state / "pids").glob("dask-worker-*.pid"):
             nanny = psutil.Process(int(pid_file.read_text().split()[0]))
             for p in [*nanny.children(recursive=True), nanny]:
@@ -191,43 +190,21 @@ def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
                          capture_output=True, text=True, timeout=300)
     assert dep.returncode == 0, dep.stderr[-3000:]
 
-    def runs() -> list[dict]:
-        body = json.dumps({"deployments": {"name": {"any_": ["every-minute"]}}, "limit": 20}).encode()
+    def finished_runs() -> list[str]:
+        body = json.dumps({"deployments": {"name": {"any_": ["every-minute"]}},
+                           "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}},
+                           "limit": 20}).encode()
         req = urllib.request.Request(f"{prefect_server_url}/flow_runs/filter", data=body,
                                      headers={"Content-Type": "application/json"})
-        return json.loads(urllib.request.urlopen(req, timeout=10).read())
+        return [r["state_type"] for r in json.loads(urllib.request.urlopen(req, timeout=10).read())]
 
-    deadline = time.time() + 420
-    while time.time() < deadline and not any(r["state_type"] == "COMPLETED" for r in runs()):
-        time.sleep(5)
-    assert any(r["state_type"] == "COMPLETED" for r in runs()), [r["state_type"] for r in runs()]
-    assert _finished(store, "scheduled") == 1
-
-
-@pytest.mark.slow
-@pytest.mark.services
-def test_interrupted_flow_resumes_only_missing_trials(tmp_path, prefect_server_url):
-    spec = write_spec(tmp_path, "interrupted", seeds=[1, 2, 3, 4], chunk_size=1, space={"model.hidden": [[2], [3]]},
-                      base={**XOR, "model": {**XOR["model"], "epochs": 20000}})
-    store = tmp_path / "store"
-    env = env_without_services(PREFECT_API_URL=prefect_server_url, PREFECT_LOGGING_LEVEL="WARNING")
-    cmd = [sys.executable, "-m", "flows.sweep", str(spec), "--store", str(store), "--workers", "2",
-           "--no-gradcheck", "--summary-json", str(tmp_path / "s.json")]
-    first = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while _finished(store, "interrupted") < 2 and time.time() < deadline and first.poll() is None:
-        time.sleep(0.5)
-    os.killpg(first.pid, signal.SIGKILL)  # the flow, its LocalCluster and workers: our own session only
-    first.wait(timeout=60)
-    done_before = _finished(store, "interrupted")
-    assert 2 <= done_before < 8
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert second.returncode == 0, second.stderr[-3000:]
-    by_key = statuses(sqlite_ctx(store, "interrupted"))
-    assert len(by_key) == 8 and all(v.count("FINISHED") == 1 for v in by_key.values())
-    assert not any("RUNNING" in v for v in by_key.values())
-    import json
-
-    summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["trials_finished"] == 8
+    dep_id = dep.stdout.split()[1]
+    try:
+        deadline = time.time() + 600  # next minute boundary + a LocalCluster sweep under load
+        while time.time() < deadline and not finished_runs():
+            time.sleep(5)
+        assert finished_runs()[:1] == ["COMPLETED"], finished_runs()
+        assert _finished(store, "scheduled") == 1
+    finally:  # the shared server must not keep firing this schedule for the rest of the session
+        req = urllib.request.Request(f"{prefect_server_url}/deployments/{dep_id}", method="DELETE")
+        urllib.request.urlopen(req, timeout=10)
