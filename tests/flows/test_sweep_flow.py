@@ -5,6 +5,7 @@ scheduled deployment. No mocks; the trial function is the real ``pipeline.train.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,7 +199,7 @@ def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
                                      headers={"Content-Type": "application/json"})
         return [r["state_type"] for r in json.loads(urllib.request.urlopen(req, timeout=10).read())]
 
-    dep_id = dep.stdout.split()[1]
+    dep_id = re.search(r"deployment ([0-9a-f-]{36}) scheduled", dep.stdout).group(1)
     try:
         deadline = time.time() + 600  # next minute boundary + a LocalCluster sweep under load
         while time.time() < deadline and not finished_runs():
