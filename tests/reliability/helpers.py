@@ -224,11 +224,17 @@ def leaderboard(store: Path) -> list[dict]:
 def worker_processes(state_dir: Path) -> list[psutil.Process]:
     """The worker process under each recorded ``dask worker`` nanny (the nanny restarts it when it dies)."""
     procs = []
-    for pid_file in sorted((state_dir / "pids").glob("dask-worker-*.pid")):
+    for nanny in nannies(state_dir):
         try:
-            procs += psutil.Process(int(pid_file.read_text().split()[0])).children(recursive=True)
+            kids = nanny.children()
         except psutil.NoSuchProcess:
-            pass
+            continue
+        for p in kids:  # the worker is the multiprocessing child; the resource tracker is left alone
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(p.cmdline()):
+                    procs.append(p)
+            except psutil.Error:
+                pass
     return procs
 
 
