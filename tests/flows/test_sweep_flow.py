@@ -81,7 +81,6 @@ def test_cli_sweep_on_embedded_defaults(tmp_path):
                 if str(store) in " ".join(p.info["cmdline"] or []) and "prefect" in " ".join(p.info["cmdline"] or [])]
 
 
-@pytest.mark.slow
 @pytest.mark.services
 def test_flow_against_real_separate_services(tmp_path, local_services):
     spec = write_spec(tmp_path, "remote", space={"model.hidden": [[2], [3]]})
@@ -122,7 +121,6 @@ def _worker_processes(state_dir: Path) -> list[psutil.Process]:
     return procs
 
 
-@pytest.mark.slow
 @pytest.mark.services
 def test_killed_worker_leaves_no_duplicates_and_no_orphans(tmp_path, prefect_server_url):
     from pipeline.services import start_dask, stop_services
@@ -149,7 +147,6 @@ def test_killed_worker_leaves_no_duplicates_and_no_orphans(tmp_path, prefect_ser
         stop_services(state)
 
 
-@pytest.mark.slow
 @pytest.mark.services
 def test_every_worker_gone_fails_within_bounded_wait(tmp_path, prefect_server_url):
     from pipeline.services import start_dask, stop_services
@@ -177,7 +174,6 @@ def test_every_worker_gone_fails_within_bounded_wait(tmp_path, prefect_server_ur
         stop_services(state)
 
 
-@pytest.mark.slow
 @pytest.mark.services
 def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
     import json
