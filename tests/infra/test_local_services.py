@@ -93,7 +93,6 @@ def test_prefect_flow_run_is_recorded_on_server(prefect_server_url):
     assert run.state.is_completed()
 
 
-@pytest.mark.slow
 def test_prefect_process_worker_runs_a_deployment(prefect_server_url, sweepnet_service_pool,
                                                   tmp_path):
     from prefect import flow
@@ -174,6 +173,5 @@ def test_cli_up_status_down_dask_leaves_no_process(tmp_path):
     _cli_round_trip(tmp_path / "state", "dask")
 
 
-@pytest.mark.slow
 def test_cli_up_status_down_all_services_leaves_no_process(tmp_path):
     _cli_round_trip(tmp_path / "state", "dask,mlflow,prefect")
