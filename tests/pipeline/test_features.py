@@ -139,7 +139,6 @@ def test_yaml_examples_validate():
             assert yaml.safe_load((root / name).read_text())["name"]
 
 
-@pytest.mark.slow  # creating a fresh MLflow sqlite store takes 30-60 s on 2 busy cores
 def test_autoencoder_from_mlflow_run_id(tmp_path, digits):
     # a real sqlite MLflow store, artifacts laid out like a sweep trial (model/weights.npz, config.yaml)
     from mlflow import MlflowClient
