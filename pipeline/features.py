@@ -153,16 +153,8 @@ def load_features_config(source, overrides: dict | None = None) -> FeaturesConfi
 
 
 def classifier_spec(fields: dict) -> ModelSpec:
-    """ModelSpec of the classifier; ``hidden: []`` is softmax regression.
-
-    ModelSpec's validator still asks for >= 1 hidden layer although the engine
-    handles none, so the other fields are validated with a placeholder layer
-    and ``hidden`` is then set to ``[]``.
-    """
-    fields = {**SOFTMAX, **fields}
-    if list(fields.get("hidden") or []) == []:
-        return ModelSpec.model_validate({**fields, "hidden": [1]}).model_copy(update={"hidden": []})
-    return ModelSpec.model_validate(fields)
+    """ModelSpec of the classifier; ``hidden: []`` is softmax regression."""
+    return ModelSpec.model_validate({**SOFTMAX, **fields})
 
 
 # ----------------------------------------------------------------------------
@@ -351,19 +343,13 @@ def read_features(path) -> dict:
 def fit_classifier(spec: ModelSpec, X_train, y_train, X_test, y_test, classes):
     """Fit and score; returns (model, metrics dict with accuracy and confusion matrix)."""
     t0 = time.perf_counter()
-    model = DeepLearningModel(spec.model_dump()) if spec.hidden else _unvalidated_model(spec)
+    model = DeepLearningModel(spec)
     model.fit(X_train, y_train, classes=classes)
     pred = model.predict(X_test)
     return model, {"train_accuracy": model.score(X_train, y_train)["accuracy"],
                    "test_accuracy": float(np.mean(pred == y_test)), "n_inputs": int(X_train.shape[1]),
                    "fit_seconds": time.perf_counter() - t0,
                    "confusion_matrix": metrics.confusion_matrix(y_test, pred, model.classes_).tolist()}
-
-
-def _unvalidated_model(spec: ModelSpec) -> DeepLearningModel:
-    model = DeepLearningModel.__new__(DeepLearningModel)  # see classifier_spec: hidden=[] softmax
-    model.spec, model.history_ = spec, []
-    return model
 
 
 def run_features(config, overrides: dict | None = None, progress=print) -> dict:
