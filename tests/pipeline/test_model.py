@@ -138,3 +138,14 @@ def test_loading_a_truncated_model_gives_a_clear_error(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or not a model saved by sweepnet"):
         DeepLearningModel.load(path)
+
+
+def test_softmax_regression_without_hidden_layer_saves_and_reloads(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] > 0).astype(float) + (X[:, 1] > 0)
+    model = DeepLearningModel(hidden=[], epochs=40, mini_batch_size=16, optimizer="adam", rate=0.05,
+                              seed=0).fit(X, y, classes=[0.0, 1.0, 2.0])
+    assert model.layout_.shape[0] == 1 and model.score(X, y)["accuracy"] > 0.8
+    loaded = DeepLearningModel.load(model.save(tmp_path / "softmax.npz"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
