@@ -6,7 +6,8 @@ import argparse
 import sys
 
 import numpy as np
-import yaml
+
+from pipeline.cli_train import parse_override
 
 EPILOG = """\
 what it does
@@ -33,13 +34,6 @@ examples
 """
 
 
-def _parse_override(text: str):
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: use KEY=VALUE, e.g. --set conv.pool=7")
-    key, value = text.split("=", 1)
-    return key, yaml.safe_load(value)
-
-
 def register(subparsers) -> None:
     """Add the ``features`` subcommand to an argparse subparsers object."""
     parser = subparsers.add_parser(
@@ -48,7 +42,7 @@ def register(subparsers) -> None:
                     "features -> Parquet -> softmax/MLP classifier, compared with raw pixels.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="features YAML, e.g. examples/conv_pool.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], type=_parse_override,
+    parser.add_argument("--set", dest="overrides", action="append", default=[], type=parse_override,
                         metavar="KEY=VALUE", help="override a config value (dotted key), repeatable")
     parser.add_argument("--out", help="output folder (default: the config's out, else runs/features/NAME)")
     parser.set_defaults(func=_run)

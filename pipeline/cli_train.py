@@ -26,9 +26,10 @@ def _fields_help() -> str:
     return "\n".join(lines)
 
 
-def _parse_override(text: str):
+def parse_override(text: str):
+    """``--set KEY=VALUE`` → (dotted key, YAML-parsed value); shared by the config-taking subcommands."""
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: use KEY=VALUE, e.g. --set model.epochs=50")
+        raise argparse.ArgumentTypeError(f"--set {text!r}: use KEY=VALUE with a dotted key, e.g. --set model.epochs=50")
     key, value = text.split("=", 1)
     return key, yaml.safe_load(value)
 
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
         description="Train one model, print a score table (and predictions for small data), optionally save it.")
     train.add_argument("config", help="YAML config with name/model/data sections")
     train.add_argument("--out", help="save the trained model here (.npz + JSON header, no pickle)")
-    train.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[],
+    train.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[],
                        metavar="KEY=VALUE", help="override a field, e.g. --set model.seed=3 (repeatable)")
     train.add_argument("--quiet", action="store_true", help="no progress lines")
     train.set_defaults(func=_train)
