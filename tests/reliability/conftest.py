@@ -10,17 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import helpers as h
+from tests.services import prefect_server_url, sweepnet_service_pool  # noqa: F401  (session fixtures)
 
 
 @pytest.fixture(scope="session")
-def rel_prefect(tmp_path_factory) -> str:
-    """``PREFECT_API_URL`` of a ``prefect server`` for the session (no work pool worker, no UI)."""
-    from pipeline.services import start_prefect, stop_services
-
-    state = tmp_path_factory.mktemp("rel-prefect")
-    info = start_prefect(state, worker=False, ui=False, timeout=240.0)
-    yield info["api_url"]
-    stop_services(state)
+def rel_prefect(prefect_server_url) -> str:
+    """``PREFECT_API_URL`` of the session's real ``prefect server`` (shared with tests/infra; no test here
+    kills it: the Prefect-loss test starts its own)."""
+    return prefect_server_url
 
 
 def worker_env(api: str, **extra: str) -> dict[str, str]:

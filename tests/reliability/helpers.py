@@ -246,3 +246,25 @@ def nannies(state_dir: Path) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return out
+
+
+def summary_diffs(rows: list[dict], reference: list[dict]) -> list[str]:
+    """What differs between two leaderboards (run ids dropped; ``cached`` counts as ``finished``, since
+    it only says that an earlier run logged the trial)."""
+    def norm(table):
+        return {r["key"]: {**r, "status": "finished" if r["status"] == "cached" else r["status"]} for r in table}
+
+    got, want = norm(rows), norm(reference)
+    out = []
+    cols_got, cols_want = set(rows[0]) if rows else set(), set(reference[0]) if reference else set()
+    if cols_got != cols_want:
+        out.append(f"columns: extra {sorted(cols_got - cols_want)}, missing {sorted(cols_want - cols_got)}")
+    for key in sorted(set(got) | set(want)):
+        a, b = got.get(key, {}), want.get(key, {})
+        bad = [f"{c}={a.get(c)!r} (undisturbed {b.get(c)!r})" for c in sorted(cols_want) if a.get(c) != b.get(c)
+               and c not in ("rank",)]
+        if bad:
+            out.append(f"trial {key}: " + ", ".join(bad[:4]))
+    if [r["key"] for r in rows] != [r["key"] for r in reference]:
+        out.append("ranking order differs")
+    return out
