@@ -39,7 +39,7 @@ class ModelSpec(BaseModel):
     defaults to 0 (off) so a fixed ``epochs`` means what it says.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     activation: Literal[tuple(ACTIVATIONS)] = Field("Rectifier", description="Hidden activation (h2o names).")
     output_activation: Literal[tuple(OUTPUT_ACTIVATIONS)] = Field(
@@ -55,7 +55,8 @@ class ModelSpec(BaseModel):
     huber_alpha: float = Field(1.0, gt=0, description="Huber loss threshold delta.")
     l1: float = Field(0.0, ge=0, description="L1 penalty lambda_1 * sum|W| (biases never penalised).")
     l2: float = Field(0.0, ge=0, description="L2 penalty (lambda/2) * sum W^2, the lab's weight decay.")
-    max_w2: float = Field(math.inf, gt=0, description="Cap on each unit's squared incoming-weight norm (c^2).")
+    max_w2: float = Field(math.inf, gt=0, allow_inf_nan=True,
+                          description="Cap on each unit's squared incoming-weight norm (c^2); inf = no cap.")
     input_dropout_ratio: float = Field(0.0, ge=0, lt=1, description="Share of inputs dropped (0.2 = keep 0.8).")
     hidden_dropout_ratios: list[float] | None = Field(
         None, description="Share dropped per hidden layer; default 0.5 for *WithDropout activations.")

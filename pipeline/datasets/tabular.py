@@ -48,13 +48,21 @@ def read_table(path: Path) -> pa.Table:
                 f"{file}: not a readable Parquet file ({exc}); it may be truncated or corrupt, "
                 "re-create it."
             ) from exc
-    names = tables[0].column_names
-    for file, table in zip(parquet_files(path), tables):
-        if table.column_names != names:
+    files = parquet_files(path)
+    first = tables[0].schema
+    for file, table in zip(files, tables):
+        if table.column_names != first.names:
             raise ValueError(
-                f"{file}: columns {table.column_names} differ from {names} in the first file of "
+                f"{file}: columns {table.column_names} differ from {first.names} in the first file of "
                 f"{path}; every file of a dataset directory needs the same columns."
             )
+        for field in table.schema:
+            expected = first.field(field.name).type
+            if field.type != expected:
+                raise ValueError(
+                    f"{file}: column {field.name!r} has type {field.type} but {files[0].name} has {expected}; "
+                    "every file of a dataset directory needs the same column types — rewrite it with that type."
+                )
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 

@@ -27,6 +27,8 @@ from pipeline.sweep.runner import TRAIN_FN, ChunkOptions, load_callable
 from pipeline.sweep.spec import SweepSpec, base_config_dict, load_sweep
 
 GRAD_TOL = 1e-6
+PROBE_ATTEMPTS = 3
+FALLBACK_TRIAL_SECONDS = 1.0
 
 
 class SweepRefused(ValueError):
@@ -116,11 +118,13 @@ def compile_signature(config: dict[str, Any]) -> str:
 def warm_and_probe(trials: list[ex.Trial], train_fn: str) -> float:
     """Compile every kernel variant the sweep needs in this process, so the on-disk Numba cache is warm
     before the workers start (concurrent cold compiles in every worker are what is slow), then estimate
-    the seconds one trial takes from a short run of ~1/10 of its epochs."""
-    try:
-        from pipeline.warmup import warm
-    except ImportError:  # engine without a warm-up helper: a one-epoch run compiles instead
-        warm = None
+    the seconds one trial takes from a short run of ~1/10 of its epochs.
+
+    A trial that fails here (diverges, raises, runs out of memory) is not the driver's business: it is
+    skipped, and the fan-out turns it into one FAILED child like any other. The estimate then comes from the
+    next trial that trains, or ``FALLBACK_TRIAL_SECONDS`` if none of the first few does."""
+    from pipeline.warmup import warm
+
     train = load_callable(train_fn)
     seen: set[str] = set()
     for t in trials:
@@ -128,15 +132,20 @@ def warm_and_probe(trials: list[ex.Trial], train_fn: str) -> float:
         if sig in seen:
             continue
         seen.add(sig)
-        if warm is not None:
+        try:
             warm(t.config)
-        else:
-            train(_with_epochs(t.config, 1))
-    epochs = int(ex.get_dotted(trials[0].config, "model.epochs", 1) or 1)
-    short = max(1, math.ceil(epochs / 10))
-    start = time.perf_counter()
-    train(_with_epochs(trials[0].config, short))
-    return (time.perf_counter() - start) * epochs / short
+        except Exception:  # noqa: BLE001 - reported per trial during the fan-out
+            continue
+    for t in trials[:PROBE_ATTEMPTS]:
+        epochs = int(ex.get_dotted(t.config, "model.epochs", 1) or 1)
+        short = max(1, math.ceil(epochs / 10))
+        start = time.perf_counter()
+        try:
+            train(_with_epochs(t.config, short))
+        except Exception:  # noqa: BLE001 - same as above
+            continue
+        return (time.perf_counter() - start) * epochs / short
+    return FALLBACK_TRIAL_SECONDS
 
 
 def _with_epochs(config: dict[str, Any], epochs: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+from pipeline.fitting import TrainingDivergedError
 from tests.reliability import helpers as h
 from tests.reliability.faulty import FAULT_SEED, MESSAGE
 
@@ -65,10 +66,6 @@ def _diverging_first(tmp_path) -> dict:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline/sweep/driver.py warm_and_probe() trains trials[0] unguarded to time it: when the first trial "
-    "diverges (or raises, or exhausts memory) TrainingDivergedError escapes prepare(), after open_sweep() has "
-    "already created the MLflow parent run, so the whole sweep dies instead of one FAILED child"))
 def test_a_diverging_first_trial_does_not_stop_the_sweep(tmp_path):
     """The probe that sizes chunks must not turn the first trial's failure into a failed sweep."""
     from pipeline.sweep import driver
