@@ -54,7 +54,7 @@ def test_mlflow_down_at_start_fails_before_any_trial(tmp_path, rel_prefect, rel_
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "pipeline/sweep/driver.py prepare() reaches the tracking server first through MlflowClient, whose "
     "default 7 retries with exponential backoff hold a refused connection for ~250 s (measured 252 s) "
     "before 'sweep failed'; no short reachability probe of MLFLOW_TRACKING_URI precedes the retries"))
@@ -179,7 +179,7 @@ def test_prefect_goes_away_mid_sweep_fails_then_rerun_resumes(prefect_loss, refe
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "flows/sweep.py main() prints the bare exception ('sweep failed: ConnectError: [Errno 111] Connection "
     "refused'): nothing says that the Prefect API at PREFECT_API_URL went away, nor that a rerun resumes"))
 def test_prefect_loss_message_names_the_server(prefect_loss):

@@ -8,7 +8,6 @@ import sqlite3
 
 import pytest
 
-from pipeline.fitting import TrainingDivergedError
 from tests.reliability import helpers as h
 from tests.reliability.faulty import FAULT_SEED, MESSAGE
 
