@@ -3,6 +3,12 @@
 The check runs on a small instance of the config: its first ``n_samples``
 training rows, at most ``max_hidden`` units per hidden layer (UFLDL's tip:
 about 10 examples and 1-2 hidden units), float64, dropout masks fixed.
+
+It checks the backward pass of the config's architecture, loss, penalties,
+dropout and sparsity, not its initial point: parameters are drawn from
+N(0, 0.5²) (seeded). At a tiny initialisation (the lab's ε = 0.01, or
+``Zero``) the gradient is so small that the two-sided difference's rounding
+error alone exceeds the 1e-6 bound (measured: 1.15e-6 on XOR with ε = 0.01).
 """
 
 from __future__ import annotations
@@ -48,9 +54,7 @@ def check_model(spec, X, y=None, classes=None, epsilon=EPSILON) -> float:
     hp = fitting.hyperparameters(spec, model.loss_)
     drop = np.asarray(spec.dropout_ratios)
     layout, seed = model.layout_, model.stream_seed_
-    theta = model.params_.copy()
-    if spec.initial_weight_distribution == "Zero":
-        theta[:] = np.random.default_rng(spec.seed).normal(0, 0.1, theta.size)
+    theta = np.random.default_rng(spec.seed).normal(0.0, 0.5, model.params_.size)
 
     def objective(t):
         return loss_and_grad(t, layout, Xs, Ys, model.loss_, hp, drop, seed=seed, epoch=0)[0]
