@@ -71,6 +71,9 @@ def reference(tmp_path_factory, rel_prefect, rel_dask) -> dict:
             "seconds": proc.elapsed}
 
 
+_SETUP_S = pytest.StashKey[float]()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """One outcome line per reliability test (passed / failed / xfailed / skipped) in the log."""
@@ -78,12 +81,14 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if item.get_closest_marker("reliability") is None:
         return
+    if rep.when == "setup":  # module fixtures (a whole scenario) run in setup: count them too
+        item.stash[_SETUP_S] = rep.duration
     if rep.when == "call" or (rep.when == "setup" and not rep.passed):
         state = "xfailed" if hasattr(rep, "wasxfail") and rep.skipped else (
             "xpassed" if hasattr(rep, "wasxfail") else rep.outcome)
         doc = (item.function.__doc__ or "").strip().splitlines()
         line = {"run": h.RUN_ID, "test": item.name, "kind": "outcome", "outcome": state, "time": time.time(),
-                "duration_s": round(rep.duration, 1), "module": item.module.__name__.rsplit(".", 1)[-1],
+                "duration_s": round(rep.duration + (item.stash.get(_SETUP_S, 0.0) if rep.when == "call" else 0.0), 1), "module": item.module.__name__.rsplit(".", 1)[-1],
                 "slow": item.get_closest_marker("slow") is not None, "doc": " ".join(d.strip() for d in doc),
                 "xfail_reason": getattr(rep, "wasxfail", "")}
         h.RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -268,3 +268,9 @@ def summary_diffs(rows: list[dict], reference: list[dict]) -> list[str]:
     if [r["key"] for r in rows] != [r["key"] for r in reference]:
         out.append("ranking order differs")
     return out
+
+
+def failure_line(stderr: str, prefix: str = "sweep failed:") -> str:
+    """The last ``sweep failed: ...`` line (Prefect's logger may glue it to its own last line)."""
+    hits = [line[line.index(prefix):] for line in stderr.splitlines() if prefix in line]
+    return hits[-1] if hits else ""

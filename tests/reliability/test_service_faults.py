@@ -44,12 +44,12 @@ def test_mlflow_down_at_start_fails_before_any_trial(tmp_path, rel_prefect, rel_
     starts (no progress line). MLflow's client retries are set to 1 here."""
     uri, proc, code = _down_at_start(tmp_path, rel_prefect, rel_dask, FAST_FAIL, 180)
     assert code == 1, proc.stderr[-3000:]
-    failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("sweep failed")]
-    assert failed and uri in failed[-1], proc.stderr[-3000:]
+    failed = h.failure_line(proc.stderr)
+    assert uri in failed, proc.stderr[-3000:]
     assert "/2 done" not in proc.stderr, "trials ran although the tracking server was down"
     h.record(request.node.name, injected=f"MLFLOW_TRACKING_URI={uri} (closed port), "
              "MLFLOW_HTTP_REQUEST_MAX_RETRIES=1", trials_started=0, exit_code=code,
-             fail_s=round(proc.elapsed, 1), message=failed[-1][:300])
+             fail_s=round(proc.elapsed, 1), message=failed[:300])
 
 
 @pytest.mark.slow
@@ -85,8 +85,8 @@ def test_mlflow_goes_away_mid_sweep_then_rerun_resumes(tmp_path, rel_prefect, ow
         t_kill = time.monotonic()
         code = proc.wait(timeout=600)
         end_s = time.monotonic() - t_kill
-        failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("sweep failed")]
-        assert code == 0 or (code == 1 and failed and uri in failed[-1]), proc.stderr[-3000:]
+        failed = h.failure_line(proc.stderr)
+        assert code == 0 or (code == 1 and uri in failed), proc.stderr[-3000:]
         stop_services(state, only=["mlflow"])
         t_back = time.monotonic()
         start_mlflow(state, port=port, timeout=240)
@@ -99,7 +99,7 @@ def test_mlflow_goes_away_mid_sweep_then_rerun_resumes(tmp_path, rel_prefect, ow
         ran_again = len(seen["finished_ids"] - before["finished_ids"])
         h.record(request.node.name, injected="SIGKILL to the mlflow server after 2 finished trials; restarted "
                  "on the same port and store after the sweep ended; same command rerun", trials=h.N_FAULT_TRIALS,
-                 exit_code=code, end_after_kill_s=round(end_s, 1), message=(failed or ["(none)"])[-1][:300],
+                 exit_code=code, end_after_kill_s=round(end_s, 1), message=failed[:300] or "(none)",
                  finished_before_rerun=len(before["finished_ids"]), stale_running_before_rerun=before["orphans"],
                  rerun_ran=ran_again, finished_once=seen["finished_once"], duplicates=seen["duplicates"],
                  orphans=seen["orphans"], killed_marked=seen["killed"], server_restart_s=round(back_s, 1),
@@ -167,10 +167,10 @@ def test_prefect_goes_away_mid_sweep_fails_then_rerun_resumes(prefect_loss, refe
     got = h.digests(ctx, p["folder"] / "dl")
     assert {k: got.get(k) for k in reference["keys"]} == reference["digests"]
     diffs = h.summary_diffs(h.leaderboard(store), reference["leaderboard"])
-    failed = [ln for ln in p["stderr"].splitlines() if ln.startswith("sweep failed")]
+    failed = h.failure_line(p["stderr"])
     h.record(request.node.name, injected="SIGKILL to the prefect server after 2 finished trials; restarted on "
              "the same port and database after the sweep ended; same command rerun", trials=h.N_FAULT_TRIALS,
-             exit_code=p["code"], end_after_kill_s=round(p["end_s"], 1), message=(failed or ["(none)"])[-1][:300],
+             exit_code=p["code"], end_after_kill_s=round(p["end_s"], 1), message=failed[:300] or "(none)",
              finished_before_rerun=len(p["before"]["finished_ids"]),
              rerun_ran=len(seen["finished_ids"] - p["before"]["finished_ids"]), finished_once=seen["finished_once"],
              duplicates=seen["duplicates"], orphans=seen["orphans"], rerun_s=round(p["rerun_s"], 1),
@@ -184,5 +184,5 @@ def test_prefect_goes_away_mid_sweep_fails_then_rerun_resumes(prefect_loss, refe
     "refused'): nothing says that the Prefect API at PREFECT_API_URL went away, nor that a rerun resumes"))
 def test_prefect_loss_message_names_the_server(prefect_loss):
     """The failure line names the Prefect API that went away."""
-    failed = [ln for ln in prefect_loss["stderr"].splitlines() if ln.startswith("sweep failed")]
-    assert failed and prefect_loss["api"].rsplit("/api", 1)[0] in failed[-1]
+    failed = h.failure_line(prefect_loss["stderr"])
+    assert failed and prefect_loss["api"].rsplit("/api", 1)[0] in failed

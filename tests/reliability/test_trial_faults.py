@@ -104,5 +104,5 @@ def test_refused_sweep_writes_nothing_to_mlflow(tmp_path, rel_prefect, rel_dask,
             runs = con.execute("select count(*) from runs").fetchone()[0]
     assert runs == 0
     h.record(request.node.name, injected="base data = a Parquet file cut to half its size", exit_code=code,
-             mlflow_runs=runs, message=[ln for ln in proc.stderr.splitlines() if ln.startswith("sweep refused")][-1][:300],
+             mlflow_runs=runs, message=h.failure_line(proc.stderr, "sweep refused:")[:300],
              refuse_s=round(proc.elapsed, 1))

@@ -128,7 +128,7 @@ def test_every_worker_dies_then_rerun_completes(tmp_path, rel_prefect, own_dask,
     assert before["finished_ids"] <= seen["finished_ids"], "a trial finished before the failure ran again"
     ran_again = len(seen["finished_ids"] - before["finished_ids"])
     assert ran_again == h.N_FAULT_TRIALS - len(before["finished_ids"])
-    message = [ln for ln in proc.stderr.splitlines() if ln.startswith("sweep failed")][-1]
+    message = h.failure_line(proc.stderr)
     h.record(request.node.name, injected="SIGKILL to both Dask workers and their nannies after 2 finished "
              f"trials; --worker-timeout {worker_timeout}", trials=h.N_FAULT_TRIALS,
              finished_before_failure=len(before["finished_ids"]), rerun_ran=ran_again,
