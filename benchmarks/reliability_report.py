@@ -99,22 +99,26 @@ def _md_escape(text: str) -> str:
 
 
 def summary_table(tests: dict[str, dict]) -> list[str]:
-    lines = ["| test | suite | outcome | finished once / trials | duplicates | orphans | time to recover or fail | run |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| test | suite | outcome | finished once / trials | duplicates | orphans | = undisturbed (metrics+weights / summary) "
+             "| time to recover or fail | run |", "|---|---|---|---|---|---|---|---|---|"]
     for name, t in sorted(tests.items(), key=lambda kv: (kv[1]["outcome"]["module"], kv[0])):
         o, m = t["outcome"], t["measure"] or {}
         done = f"{m['finished_once']} / {m['trials']}" if "finished_once" in m else (
             f"{m['finished']} finished + {m['failed_children']} FAILED / {m['trials']}" if "failed_children" in m else "-")
         when = next((f"{_fmt(m[k])} s ({label})" for k, label in TIMES if k in m), "-")
         suite = "slow" if o["slow"] else "default + reliability"
+        same = "-" if "bit_identical" not in m else (
+            f"{_fmt(m['bit_identical'])} / {_fmt(m['summary_equal'])}" if "summary_equal" in m else _fmt(m["bit_identical"]))
         lines.append(f"| `{name}` | {suite} | {o['outcome']} | {done} | {m.get('duplicates', '-')} | "
-                     f"{m.get('orphans', '-')} | {when} | {time.strftime('%Y-%m-%d %H:%M', time.localtime(o['time']))} |")
+                     f"{m.get('orphans', '-')} | {same} | {when} | "
+                     f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(o['time']))} |")
     return lines
 
 
 def details(name: str, t: dict) -> list[str]:
     o, m = t["outcome"], t["measure"]
-    out = [f"### `{name}` ({o['module']}, {o['outcome']}, {o['duration_s']} s)", "", o["doc"] or "", ""]
+    out = [f"### `{name}` ({o['module']}, {o['outcome']}, {o['duration_s']} s with its fixtures)", "",
+           o["doc"] or "", ""]
     if o.get("xfail_reason"):
         out += [f"**Known gap (strict xfail):** {o['xfail_reason']}", ""]
     if not m:
@@ -126,6 +130,8 @@ def details(name: str, t: dict) -> list[str]:
     out += [f"- **Times:** {'; '.join(times)}"] if times else []
     if m.get("message"):
         out += [f"- **Message:** `{_md_escape(m['message'])[:300]}`"]
+    for diff in m.get("summary_diffs") or []:
+        out += [f"- **Summary differs:** {_md_escape(diff)}"]
     for label, reason in (m.get("reasons") or {}).items():
         out += [f"- **FAILED child, {label}:** `{_md_escape(reason)}`"]
     return out + [""]

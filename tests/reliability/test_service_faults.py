@@ -97,13 +97,15 @@ def test_mlflow_goes_away_mid_sweep_then_rerun_resumes(tmp_path, rel_prefect, ow
         seen = _check_http(uri, reference, tmp_path)
         assert before["finished_ids"] <= seen["finished_ids"], "a logged trial was lost or replaced"
         ran_again = len(seen["finished_ids"] - before["finished_ids"])
+        diffs = h.summary_diffs(h.leaderboard(store), reference["leaderboard"])
         h.record(request.node.name, injected="SIGKILL to the mlflow server after 2 finished trials; restarted "
                  "on the same port and store after the sweep ended; same command rerun", trials=h.N_FAULT_TRIALS,
                  exit_code=code, end_after_kill_s=round(end_s, 1), message=failed[:300] or "(none)",
                  finished_before_rerun=len(before["finished_ids"]), stale_running_before_rerun=before["orphans"],
                  rerun_ran=ran_again, finished_once=seen["finished_once"], duplicates=seen["duplicates"],
                  orphans=seen["orphans"], killed_marked=seen["killed"], server_restart_s=round(back_s, 1),
-                 rerun_s=round(rerun.elapsed, 1), bit_identical=True)
+                 rerun_s=round(rerun.elapsed, 1), bit_identical=True, summary_equal=not diffs,
+                 summary_diffs=diffs[:3])
     finally:
         stop_services(state)
 
