@@ -122,7 +122,10 @@ def details(name: str, t: dict) -> list[str]:
     if o.get("xfail_reason"):
         out += [f"**Known gap (strict xfail):** {o['xfail_reason']}", ""]
     if not m:
-        return out + ["No measurement line in this run (the test failed or xfailed before it).", ""]
+        note = {"passed": "The test asserts only; it records no measurements.",
+                "xfailed": "Fails as expected on the known gap above; nothing to measure."}.get(
+            o["outcome"], "No measurement line in this run: the test stopped before recording.")
+        return out + [note, ""]
     out += [f"- **Injected:** {m.get('injected', '-')}"]
     held = [f"{label} = {_fmt(m[k])}" for k, label in HELD if k in m]
     out += [f"- **Held:** {'; '.join(held)}"] if held else []

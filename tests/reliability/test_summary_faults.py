@@ -38,6 +38,8 @@ def _run(plan, chunks) -> list[list[dict]]:
     "its worker, the flow receives that outcome, and collect.Collector.rows() reads MLflow only for trials "
     "with no outcome at all, so the summary ranks the trial last with NaN (seen in the worker-kill tests)"))
 def test_a_reexecuted_chunk_keeps_its_trials_metrics_in_the_summary(tmp_path):
+    """A chunk run twice (Dask recomputing a result lost with its worker) still reports the trial's
+    metrics in the summary, not NaN."""
     plan = _plan(tmp_path / "store")
     chunks = driver.pending_chunks(plan)
     first = _run(plan, chunks)
@@ -57,6 +59,8 @@ def test_a_reexecuted_chunk_keeps_its_trials_metrics_in_the_summary(tmp_path):
     "trials run now carry only TrainResult.metrics: the resumed leaderboard gains columns, filled only "
     "for the earlier trials, and differs from an undisturbed run's"))
 def test_a_resumed_sweep_summary_equals_an_undisturbed_one(tmp_path):
+    """Two chunks run, then the sweep is prepared again and only the missing trials run: its leaderboard
+    equals an undisturbed run's ('cached' counted as 'finished')."""
     full = _plan(tmp_path / "full")
     chunks = driver.pending_chunks(full)
     collector = collect.Collector(full, chunks, stream=io.StringIO())
