@@ -230,11 +230,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sweep refused: {err}", file=sys.stderr)
         return EXIT_REFUSED
     except Exception as err:  # the sweep itself broke (e.g. every worker gone): say why, exit 1
-        print(f"sweep failed: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"sweep failed: {type(err).__name__}: {err}{_service_hint(err)}", file=sys.stderr)
         return EXIT_ERROR
     if a.summary_json:
         Path(a.summary_json).write_text(_summary_json(result))
     return EXIT_TRIALS_FAILED if result["trials_failed"] or result["trials_missing"] else EXIT_OK
+
+
+def _service_hint(err: BaseException) -> str:
+    """Name the Prefect API when it is what went away (httpx errors say only 'connection refused')."""
+    if type(err).__module__.split(".")[0] in ("httpx", "httpcore"):
+        api = os.environ.get("PREFECT_API_URL", "the temporary Prefect server")
+        return (f" (the Prefect API at {api} stopped answering; bring it back and rerun the same command: "
+                "finished trials are skipped)")
+    return ""
 
 
 if __name__ == "__main__":

@@ -56,10 +56,14 @@ class Collector:
 
     def rows(self) -> list[dict]:
         """One summary row per trial of the rung: this run's outcome, else what MLflow already holds."""
-        known = _stored_rows(self.plan) if len(self.outcomes) < len(self.plan.trials) else {}
+        # a chunk Dask re-ran after its worker died reports its trials as "cached" without metrics
+        hollow = any(o["status"] == "cached" and not o["metrics"] for o in self.outcomes.values())
+        known = _stored_rows(self.plan) if hollow or len(self.outcomes) < len(self.plan.trials) else {}
         out = []
         for t in self.plan.trials:
-            o = self.outcomes.get(t.key) or known.get(t.key) or _lost_outcome(t, "no result", status="missing")
+            o = self.outcomes.get(t.key)
+            if o is None or (o["status"] == "cached" and not o["metrics"]):
+                o = known.get(t.key) or o or _lost_outcome(t, "no result", status="missing")
             out.append(_row(t, o, self.plan))
         return out
 
@@ -88,7 +92,8 @@ def _stored_rows(plan: SweepPlan) -> dict[str, dict]:
         elif tags.get(tracking.TAG_KIND) == "trial" and status in ("FINISHED", "FAILED"):
             key = tags.get(tracking.TAG_KEY)
             if status == "FINISHED" or key not in found:
-                metrics = dict(run.data.metrics)
+                names = tags.get(tracking.TAG_METRICS)
+                metrics = {k: v for k, v in run.data.metrics.items() if names is None or k in names.split(",")}
                 found[key] = {"status": "cached" if status == "FINISHED" else "failed",
                               "objective": metrics.get(objective, math.nan) if status == "FINISHED" else math.nan,
                               "metrics": metrics, "run_id": run.info.run_id,

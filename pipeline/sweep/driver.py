@@ -164,11 +164,12 @@ def prepare(
 ) -> SweepPlan:
     """All pre-fan-out steps; returns the plan of rung 0."""
     spec, trials = validate(spec_source, train_fn)
+    store = Path(store_dir).resolve()
+    uri = tracking_uri or tracking.default_tracking_uri(store)
+    tracking.check_reachable(uri)  # seconds, not MLflow's ~4 minutes of client retries
     if check_gradient:
         gradient_check(trials)
-    store = Path(store_dir).resolve()
     store.mkdir(parents=True, exist_ok=True)
-    uri = tracking_uri or tracking.default_tracking_uri(store)
     key = sweep_key(spec, trials[0].data_digest)
     params = {"sweep": spec.model_dump(mode="json", exclude={"base"}), "base": base_config_dict(spec)}
     local = uri.startswith("sqlite") or uri.startswith("file")

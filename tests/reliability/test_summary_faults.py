@@ -32,11 +32,6 @@ def _run(plan, chunks) -> list[list[dict]]:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "pipeline/sweep/runner.py run_chunk() answers a trial that already has a FINISHED child with "
-    "_outcome(trial, 'cached'): no metrics, objective NaN. When Dask re-runs a chunk whose result died with "
-    "its worker, the flow receives that outcome, and collect.Collector.rows() reads MLflow only for trials "
-    "with no outcome at all, so the summary ranks the trial last with NaN (seen in the worker-kill tests)"))
 def test_a_reexecuted_chunk_keeps_its_trials_metrics_in_the_summary(tmp_path):
     """A chunk run twice (Dask recomputing a result lost with its worker) still reports the trial's
     metrics in the summary, not NaN."""
@@ -53,11 +48,6 @@ def test_a_reexecuted_chunk_keeps_its_trials_metrics_in_the_summary(tmp_path):
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "pipeline/sweep/collect.py _stored_rows() fills a resumed sweep's earlier trials with every metric of "
-    "the child run (run.data.metrics), i.e. also the per-epoch history keys (samples, training_*), while "
-    "trials run now carry only TrainResult.metrics: the resumed leaderboard gains columns, filled only "
-    "for the earlier trials, and differs from an undisturbed run's"))
 def test_a_resumed_sweep_summary_equals_an_undisturbed_one(tmp_path):
     """Two chunks run, then the sweep is prepared again and only the missing trials run: its leaderboard
     equals an undisturbed run's ('cached' counted as 'finished')."""
