@@ -66,6 +66,15 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
     return shape
 
 
+def picture_steps(model, preprocessing) -> list:
+    """The data's fitted preprocessing steps plus the model's own input scaling, in order."""
+    steps = list(preprocessing or [])
+    scaler = getattr(model, "scaler_", None)
+    if scaler and (any(o != 0 for o in scaler["offset"]) or any(s != 1 for s in scaler["scale"])):
+        steps.append({"name": "standardize", "mean": scaler["offset"], "sd": scaler["scale"]})
+    return steps
+
+
 def feature_inputs(model, layer: int = 0, image_shape=None):
     """(W, image_shape, preprocessing) for drawing ``model``'s first layer.
 
@@ -80,14 +89,13 @@ def feature_inputs(model, layer: int = 0, image_shape=None):
             "unit' is no longer W_i/||W_i|| and cannot be drawn as one image per unit; sweepnet draws "
             "only layer 0 (the first hidden layer). Use --layer 0.")
     extra = getattr(model, "extra_", {}) or {}
-    shape = image_shape or _find(extra, "image_shape")
+    # the fitted steps live in the data meta; the config holds only their unfitted spec
+    fitted = extra.get("data_meta") or {}
+    shape = image_shape or _find(fitted, "image_shape") or _find(extra, "image_shape")
     if shape is None:
         raise ValueError("the model file records no image_shape (it was not trained on an image/patch "
                          "dataset); pass --image-shape H,W,C, e.g. --image-shape 8,8,1.")
-    steps = list(_find(extra, "preprocessing") or [])
-    scaler = getattr(model, "scaler_", None)
-    if scaler and any(o != 0 for o in scaler["offset"]) or scaler and any(s != 1 for s in scaler["scale"]):
-        steps.append({"name": "standardize", "mean": scaler["offset"], "sd": scaler["scale"]})
+    steps = picture_steps(model, _find(fitted, "preprocessing") or _find(extra, "preprocessing"))
     W, _ = model.layer_params(0)
     return W, tuple(int(v) for v in shape), steps
 

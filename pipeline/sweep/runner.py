@@ -210,8 +210,11 @@ def feature_picture(result, path: Path) -> bool:
     except ImportError:
         return False
     try:
+        from pipeline.cli_show import picture_steps
+
         W, _ = result.model.layer_params(0)
-        pictures.write_feature_picture(W, tuple(meta["image_shape"]), path, meta.get("preprocessing") or None)
+        steps = picture_steps(result.model, meta.get("preprocessing")) or None
+        pictures.write_feature_picture(W, tuple(meta["image_shape"]), path, steps)
     except (ValueError, TypeError, KeyError, AttributeError):
         return False  # e.g. an image shape that does not match the first layer (conv features)
     return True
