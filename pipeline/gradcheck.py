@@ -48,9 +48,9 @@ def check_model(spec, X, y=None, classes=None, epsilon=EPSILON) -> float:
     """Relative difference between backprop and numerical gradients of ``spec``'s objective at init."""
     spec = spec.model_copy(update={"dtype": "float64"})
     model = DeepLearningModel(spec)
-    model._setup(np.asarray(X, dtype=np.float64), y, classes)
+    model.initialize(np.asarray(X, dtype=np.float64), y, classes)
     Xs = encoding.apply_input_scaler(model.scaler_, X, np.float64)
-    Ys = model._targets(X, y)
+    Ys = model.encode_targets(X, y)
     hp = fitting.hyperparameters(spec, model.loss_)
     drop = np.asarray(spec.dropout_ratios)
     layout, seed = model.layout_, model.stream_seed_

@@ -99,16 +99,29 @@ class DeepLearningModel:
                 W[:] = rng.normal(0.0, spec.initial_weight_scale, W.shape)
         return params
 
-    def _setup(self, X, y, classes):
+    def initialize(self, X, y=None, classes=None):
+        """Resolve task, output and loss, fit the input scaler and target encoder, and draw the
+        initial parameters from the seed, without training (``fit`` starts here; gradient checks and
+        initial-weight pictures use it on its own).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,), optional
+        classes : list, optional
+
+        Returns
+        -------
+        self
+        """
         spec = self.spec
         self.task_, output, self.loss_ = self._resolve(y, classes)
         self.scaler_ = encoding.fit_input_scaler(X, spec.standardize, spec.autoencoder)
-        target = X if self.task_ == "autoencoder" else y
         if self.task_ == "autoencoder":
             self.encoder_ = {"task": "autoencoder", "output": output}
             n_out = X.shape[1]
         else:
-            self.encoder_ = encoding.fit_target_encoder(target, self.task_, output)
+            self.encoder_ = encoding.fit_target_encoder(y, self.task_, output)
             n_out = encoding.n_outputs(self.encoder_)
         hidden_act, _ = ACTIVATIONS[spec.activation]
         self.sizes_ = [X.shape[1], *spec.hidden, n_out]
@@ -116,8 +129,10 @@ class DeepLearningModel:
         init_seq, stream_seq = np.random.SeedSequence(spec.seed).spawn(2)
         self.stream_seed_ = int(stream_seq.generate_state(1, dtype=np.uint64)[0])
         self.params_ = self._init_params(self.sizes_, np.random.default_rng(init_seq))
+        return self
 
-    def _targets(self, X, y):
+    def encode_targets(self, X, y):
+        """Training targets in the output's range, shape (n_samples, n_outputs); X itself for autoencoders."""
         dtype = np.dtype(self.spec.dtype)
         if self.task_ == "autoencoder":
             return encoding.apply_input_scaler(self.scaler_, X, dtype) if self.spec.standardize else \
@@ -147,9 +162,9 @@ class DeepLearningModel:
         X = _check_finite("X", X)
         if y is not None and len(y) != X.shape[0]:
             raise ValueError(f"y has {len(y)} rows but X has {X.shape[0]}; they must match.")
-        self._setup(X, y, classes)
+        self.initialize(X, y, classes)
         Xs = encoding.apply_input_scaler(self.scaler_, X, np.dtype(self.spec.dtype))
-        Ys = self._targets(X, y)
+        Ys = self.encode_targets(X, y)
         self.history_ = []
         score = self._scorer(X, y, X_valid, y_valid)
         hp = fitting.hyperparameters(self.spec, self.loss_)

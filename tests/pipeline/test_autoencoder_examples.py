@@ -21,8 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _initial_score(cfg, data):
-    model = DeepLearningModel(cfg.model)
-    model._setup(data.X_train, None, None)
+    model = DeepLearningModel(cfg.model).initialize(data.X_train)
     return localization_score(model.layer_params(0)[0], data.meta["image_shape"])
 
 
