@@ -1,13 +1,15 @@
 """Plots for sweeps: learning curves, each swept axis against the objective, initialisation census.
 
-matplotlib with the Agg backend only (workers have no display); every function writes one PNG and
-closes its figure so a long-lived worker process does not accumulate figures.
+matplotlib with the Agg backend only (workers have no display); every function writes one PNG. The
+summary plots close their figure; learning curves (one per trial) reuse one figure per thread, so a
+long-lived worker process does not accumulate figures either way.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,10 +17,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
 def learning_curve(history: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Per-epoch losses (every ``*loss`` key of ``history``) against epoch, log-scaled when positive.
+    """Per-epoch losses (every ``*loss``/``*objective`` key of ``history``) against epoch, log-scaled when
+    positive.
+
+    Every trial of a sweep writes one, so the figure is built once per process and thread and only its
+    lines, scale and title change per call: measured here 102 -> 33 ms per PNG (a fresh figure with
+    ``tight_layout`` draws the figure twice).
 
     Parameters
     ----------
@@ -27,22 +36,42 @@ def learning_curve(history: Sequence[dict], path: str | Path, title: str = "") -
     path : path
         PNG to write.
     """
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=80)
+    fig, ax = _curve_axes()
+    for line in list(ax.lines):
+        line.remove()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
     keys = sorted({k for row in history for k in row if "objective" in k or k.endswith("loss")})
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     positive = True
-    for key in keys:
+    for number, key in enumerate(keys):
         values = [row.get(key, math.nan) for row in history]
         positive &= all(v > 0 for v in values if math.isfinite(v))
-        ax.plot(epochs, values, label=key)
-    if keys and positive:
-        ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+        ax.plot(epochs, values, label=key, color=f"C{number % 10}")
+    ax.set_yscale("log" if keys and positive else "linear")
+    ax.relim()
+    ax.autoscale_view()
     ax.set_title(title, fontsize=9)
     if keys:
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+_CURVES = threading.local()
+
+
+def _curve_axes():
+    """This thread's reusable learning-curve figure (Agg canvas, fixed margins, no pyplot state)."""
+    if getattr(_CURVES, "axes", None) is None:
+        fig = Figure(figsize=(5, 3.2), dpi=80)
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0.14, 0.15, 0.82, 0.75))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        _CURVES.axes = (fig, ax)
+    return _CURVES.axes
 
 
 def _save(fig, path: str | Path) -> Path:

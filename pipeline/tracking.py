@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 TAG_SWEEP = "sweepnet.sweep_key"
 TAG_KEY = "sweepnet.trial_key"
@@ -174,7 +174,8 @@ def reconcile_stale(ctx: TrackingContext) -> int:
     return len(stale)
 
 
-def _metrics(history: list[dict], final: dict[str, float], ts: int) -> list:
+def _metrics(history: list[dict], final: dict[str, float], ts: int, curve_keys=None) -> list:
+    """Per-epoch values of ``curve_keys`` (all history keys when ``None``) and the final metrics."""
     from mlflow.entities import Metric
 
     out = []
@@ -182,11 +183,12 @@ def _metrics(history: list[dict], final: dict[str, float], ts: int) -> list:
     for i, row in enumerate(history):
         step = int(row.get("epoch", i + 1))
         for k, v in row.items():
-            if k != "epoch" and isinstance(v, (int, float)):
+            if k != "epoch" and isinstance(v, (int, float)) and (curve_keys is None or k in curve_keys):
                 out.append(Metric(k, float(v), ts, step))
     step = int(last.get("epoch", len(history)))
     for k, v in final.items():
-        if isinstance(v, (int, float)) and last.get(k) != v:
+        logged = curve_keys is None or k in curve_keys
+        if isinstance(v, (int, float)) and not (logged and last.get(k) == v):
             out.append(Metric(k, float(v), ts + 1, step))
     return out
 
@@ -201,8 +203,12 @@ def log_child(
     metrics: dict[str, float],
     artifacts: str | Path | None = None,
     status: str = "FINISHED",
+    curve_keys: Collection[str] | None = None,
 ) -> str | None:
     """Log one finished (or failed) child run; return its id, or ``None`` if the key is already done.
+
+    ``curve_keys`` limits the per-epoch metric series to those history keys (``None``: every key);
+    SQLite inserts cost ~0.09 ms per metric value, so a 100-event history of 6 keys is ~55 ms a child.
 
     The key is looked up right before the child is created and again right before it is closed, so a
     trial re-executed by Dask (its first result lived on a dead worker) never gets a second FINISHED child.
@@ -216,7 +222,7 @@ def log_child(
     run_id = c.create_run(ctx.experiment_id, run_name=run_name, tags=all_tags).info.run_id
     try:
         log_params(c, run_id, params)
-        ms = _metrics(list(history), metrics, int(time.time() * 1000))
+        ms = _metrics(list(history), metrics, int(time.time() * 1000), curve_keys)
         for i in range(0, len(ms), _BATCH["metrics"]):
             c.log_batch(run_id, metrics=ms[i : i + _BATCH["metrics"]])
         if artifacts is not None:

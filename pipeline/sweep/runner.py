@@ -8,6 +8,7 @@ FINISHED child, so re-executing a chunk (Dask does that after a worker dies) log
 
 from __future__ import annotations
 
+import csv
 import importlib
 import inspect
 import json
@@ -156,7 +157,7 @@ def run_trial(trial: Trial, ctx, options: ChunkOptions, train: Callable) -> dict
             write_trial_artifacts(Path(tmp), trial, result)
         run_id = tracking.log_child(
             ctx, trial.key, name, trial.config, tags, result.history, metrics,
-            tmp if options.artifacts else None,
+            tmp if options.artifacts else None, curve_keys=curve_keys(result.history, options.objective),
         )
     out["run_id"] = run_id
     if run_id is None:
@@ -188,11 +189,33 @@ def trial_tags(trial: Trial) -> dict[str, Any]:
     return tags
 
 
+def curve_keys(history: list[dict], objective: str) -> set[str]:
+    """History keys logged as per-epoch MLflow metrics: the losses the learning curve shows and the
+    objective's own series (``train_MSE`` -> ``training_MSE``, ``valid_x`` -> ``validation_x``).
+
+    Every other column stays in the child's ``scoring_history.csv``; each metric value is a row insert.
+    """
+    twin = objective.replace("train_", "training_", 1) if objective.startswith("train_") else (
+        objective.replace("valid_", "validation_", 1) if objective.startswith("valid_") else objective)
+    return {k for row in history for k in row if "objective" in k or k.endswith("loss") or k == twin}
+
+
+def write_scoring_history(history: list[dict], path: Path) -> None:
+    """Every scoring event with every column (h2o's scoring history), as CSV."""
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
 def write_trial_artifacts(folder: Path, trial: Trial, result) -> None:
-    """Learning curve PNG, resolved config YAML, weights (``model.save``), feature picture if any."""
+    """Learning curve PNG, scoring history CSV, resolved config YAML, weights (``model.save``), feature
+    picture if any."""
     from pipeline import plots
 
     (folder / "config.yaml").write_text(yaml.safe_dump(trial.config, sort_keys=False))
+    write_scoring_history(result.history, folder / "scoring_history.csv")
     plots.learning_curve(result.history, folder / "learning_curve.png", title=f"trial {trial.index}")
     model_dir = folder / "model"
     model_dir.mkdir()

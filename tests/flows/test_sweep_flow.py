@@ -4,6 +4,8 @@ scheduled deployment. No mocks; the trial function is the real ``pipeline.train.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import signal
@@ -205,3 +207,40 @@ def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
     finally:  # the shared server must not keep firing this schedule for the rest of the session
         req = urllib.request.Request(f"{prefect_server_url}/deployments/{dep_id}", method="DELETE")
         urllib.request.urlopen(req, timeout=10)
+
+
+@pytest.mark.services
+def test_successive_halving_runs_every_rung_and_resumes(tmp_path, local_services):
+    """Rung 0 trains every configuration for 40 epochs; the best half by mean objective trains 400; a rerun
+    of the same command finds every rung's trials done and logs nothing new."""
+    spec = write_spec(tmp_path, "halving", seeds=[1, 2], space={"model.hidden": [[2], [3], [4], [5]]},
+                      halving={"rungs": [40, 400], "keep": 0.5})
+    env = env_without_services(**local_services.env())
+    cmd = [sys.executable, "-m", "flows.sweep", str(spec), "--store", str(tmp_path / "s"),
+           "--dask-address", local_services.dask_address, "--no-gradcheck"]
+    first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    c = tracking.client(local_services.mlflow_tracking_uri)
+    exp = c.get_experiment_by_name("halving")
+    parent = c.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_KIND}` = 'sweep'")[0]
+    ctx = tracking.TrackingContext(local_services.mlflow_tracking_uri, exp.experiment_id, parent.info.run_id)
+    kids = tracking.children(ctx)
+    by_rung: dict[str, list] = {}
+    for kid in kids:
+        assert kid.info.status == "FINISHED"
+        by_rung.setdefault(kid.data.tags["sweepnet.rung"], []).append(kid)
+    assert sorted((rung, len(v)) for rung, v in by_rung.items()) == [("0", 8), ("1", 4)]
+    assert {float(k.data.params["model.epochs"]) for k in by_rung["0"]} == {40}
+    assert {float(k.data.params["model.epochs"]) for k in by_rung["1"]} == {400}
+    # the promoted configurations are the best half of rung 0 by mean objective over the seeds
+    means: dict[str, list[float]] = {}
+    for kid in by_rung["0"]:
+        means.setdefault(kid.data.params["model.hidden"], []).append(kid.data.metrics["train_MSE"])
+    best_half = sorted(means, key=lambda h: sum(means[h]) / len(means[h]))[:2]
+    assert {k.data.params["model.hidden"] for k in by_rung["1"]} == set(best_half)
+    board = list(csv.DictReader(io.StringIO(tracking.read_artifact_text(ctx, ctx.parent_run_id, "leaderboard.csv"))))
+    assert [row["rung"] for row in board] == ["1"] * 4 + ["0"] * 8  # the longest-trained rung ranks first
+
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(tracking.children(ctx)) == 12  # nothing trained or logged twice

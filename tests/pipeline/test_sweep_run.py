@@ -50,7 +50,18 @@ def test_sweep_logs_children_fails_diverging_trials_and_summarises(store, tmp_pa
     assert all(r.data.tags["sweepnet.axis.model.rate"] == "1000000.0" for r in failed)
     done = [r for r in kids if r.info.status == "FINISHED"]
     arts = {a.path for a in tracking.client(plan.ctx.tracking_uri).list_artifacts(done[0].info.run_id)}
-    assert {"config.yaml", "learning_curve.png", "model"} <= arts
+    assert {"config.yaml", "learning_curve.png", "scoring_history.csv", "model"} <= arts
+    c = tracking.client(plan.ctx.tracking_uri)
+    history = list(csv.DictReader(io.StringIO(tracking.read_artifact_text(plan.ctx, done[0].info.run_id,
+                                                                          "scoring_history.csv"))))
+    assert {"epoch", "training_objective", "training_MSE", "training_MAE"} <= set(history[0])
+    # per-epoch MLflow series: the losses the curve shows and the objective's own series; the rest is in the CSV
+    series = {k: c.get_metric_history(done[0].info.run_id, k) for k in ("training_objective", "training_MSE",
+                                                                          "training_MAE")}
+    assert len(series["training_objective"]) == len(series["training_MSE"]) == len(history) > 1
+    assert series["training_MAE"] == []
+    assert float(history[-1]["training_MSE"]) == pytest.approx(series["training_MSE"][-1].value)
+    assert "train_MAE" in done[0].data.metrics  # every final metric is still logged
     parent = tracking.client(plan.ctx.tracking_uri).get_run(plan.ctx.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweepnet.best_run_id"] == res["best"]["run_id"]
@@ -96,3 +107,12 @@ def test_census_mode_logs_one_child_per_configuration_with_seed_table(store):
     assert sum(map(len, left)) == 6  # only the two all-failed configurations run again
     _, res2 = run(rerun, left)
     assert res2["trials_finished"] == res["trials_finished"] == 6
+
+
+@pytest.mark.parametrize("objective, twin", [("train_MSE", "training_MSE"), ("valid_logloss", "validation_logloss"),
+                                             ("test_accuracy", None)])
+def test_curve_keys_are_losses_plus_the_objective_series(objective, twin):
+    history = [{"epoch": 1, "samples": 4, "training_objective": 0.5, "training_MSE": 0.4, "training_logloss": 0.3,
+                "validation_logloss": 0.2, "validation_MSE": 0.1}]
+    expected = {"training_objective", "training_logloss", "validation_logloss"} | ({twin} if twin else set())
+    assert runner.curve_keys(history, objective) == expected
