@@ -50,6 +50,7 @@ class SweepPlan:
     rung: int = 0
     trial_secs: float = math.nan
     history: list[dict] = field(default_factory=list)
+    n_workers: int = 1
 
     @property
     def n_rungs(self) -> int:
@@ -183,7 +184,8 @@ def prepare(
     options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
                            artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn)
     axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
-    return SweepPlan(spec, ctx, trials, axes, options, int(size), str(store), key, trial_secs=trial_secs)
+    return SweepPlan(spec, ctx, trials, axes, options, int(size), str(store), key, trial_secs=trial_secs,
+                     n_workers=max(1, n_workers))
 
 
 def pending_chunks(plan: SweepPlan) -> list[list[ex.Trial]]:
@@ -194,7 +196,7 @@ def pending_chunks(plan: SweepPlan) -> list[list[ex.Trial]]:
     else:
         done = tracking.finished_keys(plan.ctx)
         todo = [t for t in plan.trials if t.key not in done]
-    return ex.chunk(todo, plan.chunk_size) if todo else []
+    return ex.chunk(todo, plan.chunk_size, plan.n_workers)
 
 
 def config_child_key(plan: SweepPlan, config_key: str) -> str:
@@ -212,4 +214,9 @@ def next_rung(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
     if not points:
         return None
     trials = ex.expand(plan.spec, rung=plan.rung + 1, points=points)
-    return replace(plan, trials=trials, rung=plan.rung + 1, history=plan.history + rows)
+    rungs = plan.spec.halving.rungs
+    trial_secs = plan.trial_secs * rungs[plan.rung + 1] / rungs[plan.rung]  # longer trials: smaller chunks
+    size = plan.chunk_size if plan.spec.chunk_size != "auto" else ex.auto_chunk_size(
+        len(trials), trial_secs, plan.n_workers, plan.spec.chunk_seconds)
+    return replace(plan, trials=trials, rung=plan.rung + 1, history=plan.history + rows, trial_secs=trial_secs,
+                   chunk_size=int(size))

@@ -223,8 +223,23 @@ def auto_chunk_size(n_trials: int, trial_secs: float, n_workers: int, target_sec
     return max(1, min(by_time, balance))
 
 
-def chunk(trials: list[Trial], size: int) -> list[list[Trial]]:
-    """Split ``trials`` into consecutive chunks of at most ``size``."""
+def chunk(trials: list[Trial], size: int, n_workers: int = 1) -> list[list[Trial]]:
+    """Split ``trials`` into consecutive chunks of at most ``size``, as even as possible.
+
+    The number of chunks is rounded up to a multiple of ``n_workers`` and the sizes differ by at most
+    one, so the last round of tasks does not leave workers idle (16 trials, size 6, 2 workers:
+    4 chunks of 4, not 6 + 6 + 4).
+    """
     if size <= 0:
         raise ValueError(f"chunk size = {size} must be positive")
-    return [trials[i : i + size] for i in range(0, len(trials), size)]
+    if not trials:
+        return []
+    n_chunks = -(-len(trials) // size)
+    n_chunks = min(len(trials), -(-n_chunks // max(n_workers, 1)) * max(n_workers, 1))
+    base, extra = divmod(len(trials), n_chunks)
+    out, start = [], 0
+    for i in range(n_chunks):
+        stop = start + base + (1 if i < extra else 0)
+        out.append(trials[start:stop])
+        start = stop
+    return out

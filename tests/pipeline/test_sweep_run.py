@@ -116,3 +116,16 @@ def test_curve_keys_are_losses_plus_the_objective_series(objective, twin):
                 "validation_logloss": 0.2, "validation_MSE": 0.1}]
     expected = {"training_objective", "training_logloss", "validation_logloss"} | ({twin} if twin else set())
     assert runner.curve_keys(history, objective) == expected
+
+
+def test_next_halving_rung_resizes_chunks_for_longer_trials(store):
+    raw = sweep("s-halving", seeds=[1, 2, 3, 4], space={"model.hidden": [[2], [3], [4], [5]]},
+                halving={"rungs": [10, 100], "keep": 0.5}, chunk_size="auto", chunk_seconds=1.0)
+    plan = driver.prepare(raw, store, n_workers=2)
+    plan.trial_secs, plan.chunk_size = 0.05, 16  # as if the probe had timed 0.05 s per rung-0 trial
+    rows = [{"key": t.key, "status": "finished", "objective": float(t.axes["model.hidden"][0])} for t in plan.trials]
+    nxt = driver.next_rung(plan, rows)
+    assert nxt.rung == 1 and nxt.trial_secs == pytest.approx(0.5)  # 10x the epochs, 10x the seconds
+    assert nxt.chunk_size == 2  # ~1 s of work per task at 0.5 s per trial
+    assert {t.axes["model.hidden"][0] for t in nxt.trials} == {2, 3}  # the best half by mean objective
+    assert [len(c) for c in driver.pending_chunks(nxt)] == [2, 2, 2, 2]

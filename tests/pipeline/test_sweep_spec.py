@@ -112,4 +112,8 @@ def test_chunks_carry_seconds_of_work_and_balance_workers():
     assert ex.auto_chunk_size(12, 0.01, 2) == 3
     assert ex.auto_chunk_size(100, 10.0, 2) == 1
     trials = ex.expand(spec())
-    assert [len(c) for c in ex.chunk(trials, 4)] == [4, 2]
+    assert [len(c) for c in ex.chunk(trials, 4)] == [3, 3]  # as even as possible
+    assert [len(c) for c in ex.chunk(trials, 4, n_workers=4)] == [2, 2, 1, 1]
+    assert [len(c) for c in ex.chunk(trials * 3, 6, n_workers=2)] == [5, 5, 4, 4]  # 18 trials: 4 tasks, not 3
+    assert [t.key for c in ex.chunk(trials * 3, 5, n_workers=2) for t in c] == [t.key for t in trials * 3]
+    assert ex.chunk([], 3, n_workers=2) == []
