@@ -125,6 +125,19 @@ def log_params(c, run_id: str, params: dict[str, Any]) -> None:
         c.log_batch(run_id, params=flat[i : i + _BATCH["params"]])
 
 
+def _log_params_and_metrics(c, run_id: str, params: dict[str, Any], metrics: list) -> None:
+    """Params and metrics in as few ``log_batch`` calls as MLflow's limits allow (one for a typical
+    trial: each call is a SQLite transaction)."""
+    from mlflow.entities import Param
+
+    flat = [Param(k, _short(v, 6000)) for k, v in flatten(params).items()]
+    while flat or metrics:
+        ps, flat = flat[: _BATCH["params"]], flat[_BATCH["params"] :]
+        room = _BATCH["metrics"] - len(ps)  # a batch holds at most 1000 entities in all
+        ms, metrics = metrics[:room], metrics[room:]
+        c.log_batch(run_id, metrics=ms, params=ps)
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"model": {"l1": 0}}`` -> ``{"model.l1": 0}`` (lists stay values)."""
     out: dict[str, Any] = {}
@@ -221,10 +234,8 @@ def log_child(
     all_tags.setdefault(TAG_METRICS, _short(",".join(sorted(metrics)), 5000))  # final metrics, for resumed summaries
     run_id = c.create_run(ctx.experiment_id, run_name=run_name, tags=all_tags).info.run_id
     try:
-        log_params(c, run_id, params)
-        ms = _metrics(list(history), metrics, int(time.time() * 1000), curve_keys)
-        for i in range(0, len(ms), _BATCH["metrics"]):
-            c.log_batch(run_id, metrics=ms[i : i + _BATCH["metrics"]])
+        _log_params_and_metrics(c, run_id, params, _metrics(list(history), metrics, int(time.time() * 1000),
+                                                            curve_keys))
         if artifacts is not None:
             c.log_artifacts(run_id, str(artifacts))
     except BaseException:

@@ -55,6 +55,21 @@ def test_child_gets_parent_tag_params_batched_metrics_and_artifacts(ctx, tmp_pat
     assert tracking.finished_keys(ctx) == {"k1"}
 
 
+def test_large_params_and_histories_are_split_within_mlflow_batch_limits(ctx):
+    params = {"grid": {f"p{i:03d}": i for i in range(250)}}
+    history = [{"epoch": e, "training_objective": 1.0 / e, "training_loss": 2.0 / e, "training_MAE": 0.1}
+               for e in range(1, 601)]
+    run_id = tracking.log_child(ctx, "big", "big", params, {}, history, {"train_MSE": 0.5},
+                                curve_keys={"training_objective", "training_loss"})
+    c = tracking.client(ctx.tracking_uri)
+    run = c.get_run(run_id)
+    assert len(run.data.params) == 250 and run.data.params["grid.p249"] == "249"
+    assert len(c.get_metric_history(run_id, "training_loss")) == 600
+    assert len(c.get_metric_history(run_id, "training_objective")) == 600
+    assert c.get_metric_history(run_id, "training_MAE") == []  # not a curve key
+    assert run.data.metrics["train_MSE"] == 0.5
+
+
 def test_a_finished_key_is_never_logged_twice(ctx):
     first = tracking.log_child(ctx, "k1", "t0", {}, {}, [], {"m": 1.0})
     second = tracking.log_child(ctx, "k1", "t0", {}, {}, [], {"m": 2.0})
