@@ -126,11 +126,21 @@ def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll
             alive = len(monitor.nthreads())
             gone_since = None if alive else (gone_since or time.monotonic())
             if gone_since and time.monotonic() - gone_since > worker_timeout:
+                waiting = [t for f in pending for t in chunk_of[id(f)]]
                 raise RuntimeError(
                     f"every Dask worker at {monitor.scheduler.address} has been gone for {worker_timeout:.0f} s with "
-                    f"{sum(map(len, (chunk_of[id(f)] for f in pending)))} trials unfinished; restart workers "
-                    "and rerun the same command: finished trials are skipped"
+                    f"{_unfinished(waiting, collector)} of {len(collector.plan.trials)} trials unfinished; restart "
+                    "workers and rerun the same command: finished trials are skipped"
                 )
+
+
+def _unfinished(waiting: list, collector: collect.Collector) -> str:
+    """How many ``waiting`` trials have no result: a chunk cut short may have logged some of its trials."""
+    try:
+        done = tracking.finished_keys(collector.plan.ctx)
+    except Exception:  # the tracking store may be what is down: count the whole chunks
+        return str(len(waiting))
+    return str(sum(t.key not in done for t in waiting))
 
 
 @flow(name="sweepnet-sweep")
