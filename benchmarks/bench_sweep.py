@@ -1,8 +1,11 @@
 """Sweep orchestration benchmarks (results go to BENCHMARKS.md).
 
-1. Overhead and parallel efficiency: N XOR trials calibrated to ~2 s each, chunk_size 1, on an embedded
-   LocalCluster of 2 single-threaded workers. overhead/trial = (fan-out wall - sum(trial s) / 2) / N;
-   efficiency = sum(trial s) / (2 * fan-out wall). Targets: <= 50 ms, >= 90 %.
+1. Overhead and parallel efficiency: XOR trials calibrated to ~2 s each, chunk_size auto, on an embedded
+   LocalCluster of 2 single-threaded workers, at two sweep sizes (16 and 64 trials by default).
+   Per size: overhead/trial = (fan-out wall - sum(trial s) / 2) / N and efficiency = sum(trial s) /
+   (2 * fan-out wall); the same over the whole process (Python start, Prefect flow, prepare, summary).
+   Between the sizes: the marginal overhead of one more trial (slope) and the fixed cost per sweep
+   (intercept). Targets: <= 50 ms per trial and >= 90 %.
 2. A 10,000-trial XOR initialisation census end to end with tracking (``child_per: config``): wall time,
    where it goes (prepare / fan-out / summary / trial compute), peak RSS of the driver (which hosts the
    Dask scheduler) and of the workers, and the driver's RSS over the fan-out (flat or growing).
@@ -10,6 +13,7 @@
 One Prefect server is started for the whole run (as ``sweepnet sweep`` does) and stopped at the end.
 
     .venv/bin/python benchmarks/bench_sweep.py                # both parts
+    .venv/bin/python benchmarks/bench_sweep.py --part overhead --trials 16,64
     .venv/bin/python benchmarks/bench_sweep.py --part census --census-trials 2000
 """
 
@@ -99,17 +103,29 @@ def calibrate_epochs(target_s: float) -> int:
     return int(20000 * target_s / (time.perf_counter() - t0))
 
 
-def overhead(folder: Path, env: dict, n_trials: int, trial_s: float) -> dict:
+def overhead(folder: Path, env: dict, sizes: list[int], trial_s: float) -> dict:
     epochs = calibrate_epochs(trial_s)
-    spec = {"name": "bench-overhead", "base": {**XOR, "model": {**XOR["model"], "epochs": epochs}},
-            "seeds": n_trials, "objective": {"metric": "train_MSE"}}  # chunk_size auto
-    r = run_flow(spec, folder, env)
-    t = r["timing"]
-    n = r["trials"]
-    r["overhead_ms_per_trial"] = 1000 * (t["fanout_s"] - t["trial_compute_s"] / 2) / n
-    r["parallel_efficiency"] = t["trial_compute_s"] / (2 * t["fanout_s"])
-    r["epochs"], r["mean_trial_s"] = epochs, t["trial_compute_s"] / n
-    return r
+    runs = []
+    for n_trials in sizes:
+        spec = {"name": f"bench-overhead-{n_trials}", "base": {**XOR, "model": {**XOR["model"], "epochs": epochs}},
+                "seeds": n_trials, "objective": {"metric": "train_MSE"}}  # chunk_size auto
+        r = run_flow(spec, folder, env)
+        t, n = r["timing"], r["trials"]
+        half = t["trial_compute_s"] / 2
+        r.update(extra_fanout_s=t["fanout_s"] - half, extra_process_s=r["process_wall_s"] - half,
+                 overhead_ms_per_trial=1000 * (t["fanout_s"] - half) / n,
+                 parallel_efficiency=half / t["fanout_s"],
+                 process_overhead_ms_per_trial=1000 * (r["process_wall_s"] - half) / n,
+                 process_efficiency=half / r["process_wall_s"], epochs=epochs, mean_trial_s=t["trial_compute_s"] / n)
+        runs.append(r)
+    out = {"runs": runs}
+    if len(runs) >= 2:
+        a, b = runs[0], runs[-1]
+        dn = b["trials"] - a["trials"]
+        out["marginal_ms_per_trial"] = 1000 * (b["extra_process_s"] - a["extra_process_s"]) / dn
+        out["fixed_process_s"] = a["extra_process_s"] - a["trials"] * out["marginal_ms_per_trial"] / 1000
+        out["marginal_fanout_ms_per_trial"] = 1000 * (b["extra_fanout_s"] - a["extra_fanout_s"]) / dn
+    return out
 
 
 def census(folder: Path, env: dict, n_trials: int, epochs: int) -> dict:
@@ -127,13 +143,22 @@ def census(folder: Path, env: dict, n_trials: int, epochs: int) -> dict:
 def report(results: dict) -> str:
     lines = ["| benchmark | result |", "|---|---|"]
     if "overhead" in results:
-        o, t = results["overhead"], results["overhead"]["timing"]
-        lines += [f"| overhead per trial ({o['trials']} XOR trials of {o['mean_trial_s']:.2f} s, 2 workers, "
-                  f"{t['chunks']} chunks of {t['chunk_size']}) | {o['overhead_ms_per_trial']:.0f} ms |",
-                  f"| parallel efficiency on 2 workers | {100 * o['parallel_efficiency']:.0f} % |",
-                  f"| fan-out wall / trial compute sum | {t['fanout_s']:.1f} s / {t['trial_compute_s']:.1f} s |",
-                  f"| prepare / summary / whole process | {t['prepare_s']:.1f} s / {t['summary_s']:.1f} s / "
-                  f"{o['process_wall_s']:.1f} s |"]
+        for o in results["overhead"]["runs"]:
+            t = o["timing"]
+            lines += [f"| {o['trials']} XOR trials of {o['mean_trial_s']:.2f} s on 2 workers, {t['chunks']} chunks "
+                      f"of ≤ {t['chunk_size']}: overhead per trial, fan-out / whole process | "
+                      f"{o['overhead_ms_per_trial']:.0f} ms / {o['process_overhead_ms_per_trial']:.0f} ms |",
+                      f"| {o['trials']} trials: parallel efficiency, fan-out / whole process | "
+                      f"{100 * o['parallel_efficiency']:.0f} % / {100 * o['process_efficiency']:.0f} % |",
+                      f"| {o['trials']} trials: fan-out wall / trial compute sum / prepare / summary / process | "
+                      f"{t['fanout_s']:.1f} s / {t['trial_compute_s']:.1f} s / {t['prepare_s']:.1f} s / "
+                      f"{t['summary_s']:.1f} s / {o['process_wall_s']:.1f} s |"]
+        o = results["overhead"]
+        if "marginal_ms_per_trial" in o:
+            lines += [f"| marginal overhead of one more trial (slope between the two sizes), whole process / fan-out "
+                      f"| {o['marginal_ms_per_trial']:.0f} ms / {o['marginal_fanout_ms_per_trial']:.0f} ms |",
+                      f"| fixed cost per sweep (intercept: Python start, Prefect flow, cluster, prepare, summary) | "
+                      f"{o['fixed_process_s']:.1f} s |"]
     if "census" in results:
         c, t = results["census"], results["census"]["timing"]
         lines += [f"| census: {c['trials']} XOR trials ({c['epochs']} epochs), child_per config, "
@@ -150,7 +175,7 @@ def report(results: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["overhead", "census", "all"], default="all")
-    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--trials", default="16,64", help="comma-separated sweep sizes for the overhead part")
     p.add_argument("--trial-seconds", type=float, default=2.0)
     p.add_argument("--census-trials", type=int, default=10_000)
     p.add_argument("--census-epochs", type=int, default=500)
@@ -169,13 +194,13 @@ def main() -> int:
                "DASK_LOGGING__DISTRIBUTED": "warning", "MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
         try:
             if a.part in ("overhead", "all"):
-                results["overhead"] = overhead(folder, env, a.trials, a.trial_seconds)
+                results["overhead"] = overhead(folder, env, [int(v) for v in a.trials.split(",")], a.trial_seconds)
             if a.part in ("census", "all"):
                 results["census"] = census(folder, env, a.census_trials, a.census_epochs)
         finally:
             stop_services(folder / "prefect")
     results["load_avg_at_end"] = os.getloadavg()
-    for r in (results.get("overhead"), results.get("census")):
+    for r in [*results.get("overhead", {}).get("runs", []), results.get("census")]:
         if r:
             r.pop("leaderboard_md", None)
             r.pop("census_md", None)
