@@ -76,7 +76,8 @@ class ModelSpec(BaseModel):
         "UniformAdaptive", description="UniformAdaptive: U(+-sqrt(6/(fan_in+fan_out))); Normal: N(0, scale^2); "
                                        "Zero shows the symmetry trap.")
     initial_weight_scale: float = Field(1.0, gt=0, description="Uniform bound or Normal sd (the lab's epsilon).")
-    standardize: bool = Field(True, description="Inputs to N(0,1) per column (autoencoder: (x-mean)/(max-min)).")
+    standardize: bool = Field(True, description="Inputs to mean 0, sample sd 1 per column, as h2o "
+                                                "(autoencoder: (x-mean)/(max-min)).")
     seed: int = Field(1234, ge=0, description="Seeds init, shuffling and dropout; same seed = same weights.")
     stopping_rounds: int = Field(0, ge=0, description="Early stopping window in scoring events; 0 = off.")
     stopping_metric: Literal["AUTO", "logloss", "MSE", "RMSE", "misclassification", "deviance"] = "AUTO"

@@ -4,7 +4,8 @@ Targets follow the lab's remarks: class labels become one-hot rows for a
 softmax output, {0, 1} for a sigmoid output and {-1, 1} for a tanh output;
 regression targets are scaled into the output's range ([0, 1] sigmoid,
 [-1, 1] tanh, standardised for a linear output, as h2o does) and mapped back
-by ``predict``.
+by ``predict``. Standardising divides by the sample standard deviation
+(n - 1), as h2o's ``DataInfo`` does with ``Vec.sigma()``.
 """
 
 from __future__ import annotations
@@ -14,17 +15,22 @@ import numpy as np
 OUTPUT_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softmax": (0.0, 1.0)}
 
 
+def sample_sd(A):
+    """Per-column sample standard deviation (n - 1), h2o's ``Vec.sigma()``; 0 for a single row."""
+    return A.std(axis=0, ddof=1) if A.shape[0] > 1 else np.zeros(A.shape[1])
+
+
 def fit_input_scaler(X, standardize: bool, autoencoder: bool) -> dict:
     """Per-column offset and scale: (x - offset) / scale.
 
-    h2o: supervised → (x - mean) / sd; autoencoder → (x - mean) / (max - min).
-    Constant columns get scale 1.
+    h2o: supervised → (x - mean) / sd with the sample sd (n - 1); autoencoder →
+    (x - mean) / (max - min). Constant columns get scale 1.
     """
     n = X.shape[1]
     if not standardize:
         return {"offset": [0.0] * n, "scale": [1.0] * n}
     offset = X.mean(axis=0)
-    spread = (X.max(axis=0) - X.min(axis=0)) if autoencoder else X.std(axis=0)
+    spread = (X.max(axis=0) - X.min(axis=0)) if autoencoder else sample_sd(X)
     spread = np.where(spread > 0, spread, 1.0)
     return {"offset": offset.tolist(), "scale": spread.tolist()}
 
@@ -52,7 +58,8 @@ def fit_target_encoder(y, task: str, output: str) -> dict:
         lo, hi = Y.min(axis=0), Y.max(axis=0)
         offset, scale = lo, np.where(hi > lo, hi - lo, 1.0)
     else:
-        offset, scale = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
+        sd = sample_sd(Y)
+        offset, scale = Y.mean(axis=0), np.where(sd > 0, sd, 1.0)
     return {"task": task, "output": output, "offset": offset.tolist(), "scale": scale.tolist()}
 
 

@@ -13,15 +13,25 @@ LAB_XOR = dict(activation="Tanh", hidden=[2], epochs=10000, input_dropout_ratio=
                distribution="gaussian")
 
 
-def test_xor_lab_settings_solve_for_about_three_seeds_in_four():
-    # Measured: 75 of seeds 0-99 solve (29 of 0-39). A 2-unit tanh net has real local minima (a saturated
-    # hidden unit, MSE 0.5 or 0.67), so "8 of any 10 seeds" is not a property of this model; the bound here
-    # is the measured rate less a margin.
+def test_xor_lab_settings_solve_for_most_seeds():
+    # Measured: 85 of seeds 0-99 solve (33 of 0-39, 7 of 0-9), with h2o's sample-sd standardization. A 2-unit
+    # tanh net has real local minima (a saturated hidden unit, MSE 0.5 or 0.67), so "8 of any 10 seeds" is not
+    # a property of this model; the bound here is the measured rate less a margin.
     solved = 0
     for seed in range(40):
         model = DeepLearningModel(seed=seed, **LAB_XOR).fit(X_XOR, Y_XOR)
         solved += bool(np.all(np.sign(model.predict(X_XOR)) == Y_XOR))
-    assert solved >= 26, f"only {solved}/40 seeds solved XOR"
+    assert solved >= 30, f"only {solved}/40 seeds solved XOR"
+
+
+def test_standardization_uses_the_sample_sd_like_h2o():
+    # h2o's DataInfo scales by 1 / Vec.sigma(), the n - 1 standard deviation: XOR's inputs and response
+    # become +-sqrt(3)/2, not +-1; predictions are mapped back to the response's units.
+    model = DeepLearningModel(seed=0, **LAB_XOR).initialize(X_XOR, Y_XOR)
+    np.testing.assert_allclose(model.scaler_["scale"], [np.sqrt(1 / 3)] * 2)
+    np.testing.assert_allclose(np.abs(model.encode_targets(X_XOR, Y_XOR)), np.sqrt(3) / 2, rtol=1e-6)
+    one_row = DeepLearningModel(seed=0, **LAB_XOR).initialize(X_XOR[:1], Y_XOR[:1])
+    assert one_row.scaler_["scale"] == [1.0, 1.0] and one_row.encoder_["scale"] == [1.0]
 
 
 def test_xor_three_hidden_units_solve_for_every_seed():
