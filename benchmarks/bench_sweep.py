@@ -152,7 +152,12 @@ def report(results: dict) -> str:
                       f"{100 * o['parallel_efficiency']:.0f} % / {100 * o['process_efficiency']:.0f} % |",
                       f"| {o['trials']} trials: fan-out wall / trial compute sum / prepare / summary / process | "
                       f"{t['fanout_s']:.1f} s / {t['trial_compute_s']:.1f} s / {t['prepare_s']:.1f} s / "
-                      f"{t['summary_s']:.1f} s / {o['process_wall_s']:.1f} s |"]
+                      f"{t['summary_s']:.1f} s / {o['process_wall_s']:.1f} s |",
+                      f"| {o['trials']} trials: where the fan-out's 2 worker-seconds per second go: training / "
+                      f"logging (MLflow child + artifacts) / the rest (Prefect, Dask, idle) | "
+                      f"{t['trial_compute_s']:.1f} s / {t['trial_logging_s']:.1f} s "
+                      f"({1000 * t['trial_logging_s'] / o['trials']:.0f} ms a trial) / "
+                      f"{2 * t['fanout_s'] - t['trial_compute_s'] - t['trial_logging_s']:.1f} s |"]
         o = results["overhead"]
         if "marginal_ms_per_trial" in o:
             lines += [f"| marginal overhead of one more trial (slope between the two sizes), whole process / fan-out "

@@ -148,10 +148,12 @@ def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None
                dask_address: str | None = None, n_workers: int = 2, worker_timeout: float = 120.0,
                out_dir: str | None = None, train_fn: str = runner.TRAIN_FN, check_gradient: bool = True) -> dict:
     """One sweep end to end; returns the summary counts (failures included; see ``collect.finish``)
-    and ``timing``: seconds spent preparing, fanning out, summarising, and the summed trial compute."""
+    and ``timing``: seconds spent preparing, fanning out, summarising, the summed trial compute and the
+    summed per-trial logging (MLflow children and their artifacts, on the workers)."""
     t0 = time.perf_counter()
     plan = prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient)
-    timing = {"prepare_s": time.perf_counter() - t0, "fanout_s": 0.0, "trial_compute_s": 0.0, "chunks": 0}
+    timing = {"prepare_s": time.perf_counter() - t0, "fanout_s": 0.0, "trial_compute_s": 0.0, "trial_logging_s": 0.0,
+              "chunks": 0}
     rows: list[dict] = []
     try:
         while plan is not None:
@@ -165,6 +167,7 @@ def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None
             timing["fanout_s"] += time.perf_counter() - t1
             timing["chunks"] += len(chunks)
             timing["trial_compute_s"] += sum(o["seconds"] for o in collector.outcomes.values())
+            timing["trial_logging_s"] += sum(o.get("log_seconds", 0.0) for o in collector.outcomes.values())
             last, plan = plan, driver.next_rung(plan, rung_rows)
     except BaseException:
         tracking.close_sweep(plan.ctx, failed=True)

@@ -69,7 +69,8 @@ def run_chunk(
     """Run ``trials`` one after another; return one small outcome dict per trial.
 
     Outcome keys: ``key``, ``index``, ``config_key``, ``seed``, ``rung``, ``status`` (``finished``,
-    ``failed``, ``cached``, ``skipped``), ``objective``, ``metrics``, ``error``, ``seconds``, ``run_id``,
+    ``failed``, ``cached``, ``skipped``), ``objective``, ``metrics``, ``error``, ``seconds`` (training),
+    ``log_seconds`` (its MLflow child and artifacts), ``run_id``,
     ``epochs_run``.
     """
     train = _with_shared_data(load_callable(options.train_fn))
@@ -109,7 +110,7 @@ def _outcome(trial: Trial, status: str, **extra: Any) -> dict[str, Any]:
     base = {
         "key": trial.key, "index": trial.index, "config_key": trial.config_key, "seed": trial.seed,
         "rung": trial.rung, "status": status, "objective": math.nan, "metrics": {}, "error": "",
-        "seconds": 0.0, "run_id": None, "epochs_run": 0, "pid": os.getpid(), "ended": time.time(),
+        "seconds": 0.0, "log_seconds": 0.0, "run_id": None, "epochs_run": 0, "pid": os.getpid(), "ended": time.time(),
     }
     base.update(extra)
     return base
@@ -147,22 +148,29 @@ def run_trial(trial: Trial, ctx, options: ChunkOptions, train: Callable) -> dict
     )
     if ctx is None or options.child_per != "trial":
         return out
+    logged = time.perf_counter()
+    _log_trial(out, trial, ctx, options, result, error)
+    out["log_seconds"] = time.perf_counter() - logged
+    return out
+
+
+def _log_trial(out: dict[str, Any], trial: Trial, ctx, options: ChunkOptions, result, error: str) -> None:
+    """The trial's MLflow child: FAILED with the error, or FINISHED with metrics and artifacts."""
     name = run_name(options.sweep_name, trial)
     tags = trial_tags(trial)
     if error:
         out["run_id"] = tracking.log_failure(ctx, trial.key, name, trial.config, tags, error)
-        return out
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if options.artifacts:
             write_trial_artifacts(Path(tmp), trial, result)
         run_id = tracking.log_child(
-            ctx, trial.key, name, trial.config, tags, result.history, metrics,
+            ctx, trial.key, name, trial.config, tags, result.history, out["metrics"],
             tmp if options.artifacts else None, curve_keys=curve_keys(result.history, options.objective),
         )
     out["run_id"] = run_id
     if run_id is None:
         out["status"] = "cached"
-    return out
 
 
 def _num(v: Any) -> bool:
