@@ -103,3 +103,14 @@ def test_child_left_running_by_a_killed_process_is_marked_killed(ctx):
     assert tracking.reconcile_stale(ctx) == 1
     assert tracking.children(ctx, status="RUNNING") == []
     assert [r.info.status for r in tracking.children(ctx, key="k3")] == ["KILLED"]
+
+
+def test_opening_a_sweep_puts_the_sqlite_store_in_wal_mode(ctx, store):
+    import sqlite3
+
+    con = sqlite3.connect(store / "mlflow.db")
+    try:
+        assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+    finally:
+        con.close()
+    assert tracking.use_wal("http://127.0.0.1:5000") is False
