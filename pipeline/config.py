@@ -73,8 +73,8 @@ class ModelSpec(BaseModel):
     optimizer: Literal["auto", "sgd", "adadelta", "adam", "lbfgs"] = Field(
         "auto", description="auto: adadelta if adaptive_rate else sgd; lbfgs = full batch, epochs = iterations.")
     initial_weight_distribution: Literal["UniformAdaptive", "Uniform", "Normal", "Zero"] = Field(
-        "UniformAdaptive", description="UniformAdaptive: U(+-sqrt(6/(fan_in+fan_out))); Normal: N(0, scale^2); "
-                                       "Zero shows the symmetry trap.")
+        "UniformAdaptive", description="UniformAdaptive: U(+-sqrt(6/(fan_in+fan_out))), x4 on a classifier's output "
+                                       "layer (h2o); Normal: N(0, scale^2); Zero shows the symmetry trap.")
     initial_weight_scale: float = Field(1.0, gt=0, description="Uniform bound or Normal sd (the lab's epsilon).")
     standardize: bool = Field(True, description="Inputs to mean 0, sample sd 1 per column, as h2o "
                                                 "(autoencoder: (x-mean)/(max-min)).")

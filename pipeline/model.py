@@ -92,6 +92,8 @@ class DeepLearningModel:
             dist = spec.initial_weight_distribution
             if dist == "UniformAdaptive":
                 bound = math.sqrt(6.0 / (fan_in + fan_out))
+                if layer == len(sizes) - 2 and self.task_ == "classification":
+                    bound *= 4.0  # h2o: "Softmax might need an extra factor 4, since it's like a sigmoid"
                 W[:] = rng.uniform(-bound, bound, W.shape)
             elif dist == "Uniform":
                 W[:] = rng.uniform(-spec.initial_weight_scale, spec.initial_weight_scale, W.shape)

@@ -159,3 +159,19 @@ def test_softmax_regression_without_hidden_layer_saves_and_reloads(tmp_path):
     assert model.layout_.shape[0] == 1 and model.score(X, y)["accuracy"] > 0.8
     loaded = DeepLearningModel.load(model.save(tmp_path / "softmax.npz"))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_uniform_adaptive_output_layer_of_a_classifier_is_four_times_wider_like_h2o():
+    # h2o DeepLearningModelInfo.randomizeWeights: U(+-sqrt(6/(fan_in+fan_out))), times 4 on the last layer of a
+    # classifier ("Softmax might need an extra factor 4, since it's like a sigmoid"); regression is unscaled.
+    X = np.random.default_rng(0).normal(size=(400, 30))
+    numbers = (np.arange(400) % 3).astype(float)
+    clf = DeepLearningModel(hidden=[20], seed=3).initialize(X, np.array(["a", "b", "c"])[numbers.astype(int)])
+    reg = DeepLearningModel(hidden=[20], seed=3).initialize(X, numbers)
+    assert (clf.task_, reg.task_) == ("classification", "regression")
+    for model, factor in ((clf, 4.0), (reg, 1.0)):
+        W0, _ = model.layer_params(0)
+        W1, _ = model.layer_params(1)
+        assert np.abs(W0).max() <= np.sqrt(6 / 50) and np.abs(W0).max() > 0.9 * np.sqrt(6 / 50)
+        bound = factor * np.sqrt(6 / (20 + W1.shape[0]))
+        assert np.abs(W1).max() <= bound and np.abs(W1).max() > 0.8 * bound
