@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from kernels._jit import inline, serial
+from kernels._jit import inline
 
 LINEAR, SIGMOID, TANH, RECTIFIER, MAXOUT, SOFTMAX = range(6)
 
@@ -28,106 +28,127 @@ _LN2_HI = 0.6931471803691238  # ln 2 split in two for an exact k * ln 2
 _LN2_LO = 1.9082149292705877e-10
 
 
-@serial
-def _sigmoid_row(z, a, i, sign, bits):
-    """a[i, :] = 1 / (1 + exp(-sign * z[i, :])) with loops LLVM vectorises.
+@inline
+def _exp_parts(v):
+    """exp(v) as ``(p, scale)`` with exp(v) = p * scale, for v in [-700, 700].
 
-    exp(v) = 2**k * exp(r), k = round(v / ln 2), |r| <= ln(2)/2: a degree-13
-    Taylor polynomial for exp(r) (truncation error < 1e-17 relative) and the
-    bits of 2**k built as integers. ``math.exp`` is a scalar libm call per
-    element; this is ~1 ulp and vectorised (bits: int64 scratch of n entries).
+    k = round(v / ln 2), |r| <= ln(2)/2: a degree-13 Taylor polynomial for
+    p = exp(r) (truncation error < 1e-17 relative) and scale = 2**k built from
+    its bits. ``math.exp`` is a scalar libm call per element; this is ~1 ulp,
+    allocation-free and vectorises in loops.
     """
-    n = a.shape[1]
-    for j in range(n):
-        v = min(max(-sign * z[i, j], -700.0), 700.0)
-        k = math.floor(v * _LOG2E + 0.5)
-        r = (v - k * _LN2_HI) - k * _LN2_LO
-        p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
-            1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
-                1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r / 6227020800.0))))))))))))
-        a[i, j] = p
-        bits[j] = np.int64(k + 1023) << 52
-    scale = bits.view(np.float64)
-    for j in range(n):
-        a[i, j] = 1.0 / (1.0 + a[i, j] * scale[j])
+    k = math.floor(v * _LOG2E + 0.5)
+    r = (v - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
+        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
+            1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r / 6227020800.0))))))))))))
+    bits = np.int64(np.int64(k + 1023) << 52)
+    return p, bits.view(np.float64)
+
+
+@inline
+def _activate_span(code, pieces, z, a, zo, ao, n_out):
+    """Forward on a column span of every row: ``a[i, ao:ao + n_out] = f(z[i, zo:zo + n_out * pieces])``.
+
+    z, a : 2-D arrays, a batch (offsets 0) or the one-row per-sample buffer
+    of :mod:`kernels.online` (spans at offsets). ``pieces, zo, ao, n_out``
+    are uint64: unsigned indices skip Numba's negative-index wraparound, so
+    the loops vectorise without per-sample views. Rows loop inside, so a
+    batch binds the arrays once (each array argument of an inlined call costs
+    reference-count updates). For maxout, unit ``j`` takes the max over
+    ``z[i, zo + j * pieces ... + pieces - 1]``.
+    """
+    batch = a.shape[0]
+    if code == SIGMOID:
+        for i in range(batch):
+            for j in range(n_out):
+                p, scale = _exp_parts(min(max(-z[i, zo + j], -700.0), 700.0))
+                a[i, ao + j] = p  # rounded to a's dtype before the division, as float32 runs always did
+                a[i, ao + j] = 1.0 / (1.0 + a[i, ao + j] * scale)
+    elif code == SOFTMAX:
+        for i in range(batch):
+            top = z[i, zo]
+            for j in range(1, n_out):
+                top = max(top, z[i, zo + j])
+            total = 0.0
+            for j in range(n_out):
+                e = math.exp(z[i, zo + j] - top)
+                a[i, ao + j] = e
+                total += e
+            for j in range(n_out):
+                a[i, ao + j] = a[i, ao + j] / total
+    elif code == MAXOUT:
+        for i in range(batch):
+            for j in range(n_out):
+                best = z[i, zo + j * pieces]
+                for k in range(1, pieces):
+                    best = max(best, z[i, zo + j * pieces + k])
+                a[i, ao + j] = best
+    elif code == TANH:
+        for i in range(batch):
+            for j in range(n_out):
+                a[i, ao + j] = math.tanh(z[i, zo + j])
+    elif code == RECTIFIER:
+        for i in range(batch):
+            for j in range(n_out):
+                a[i, ao + j] = z[i, zo + j] if z[i, zo + j] > 0.0 else 0.0
+    else:
+        for i in range(batch):
+            for j in range(n_out):
+                a[i, ao + j] = z[i, zo + j]
 
 
 @inline
 def _activate(code, pieces, z, a):
-    """Forward: ``a = f(z)`` row by row.
-
-    z : (batch, n_out * pieces); a : (batch, n_out). For maxout, unit ``j``
-    takes the max over rows ``j * pieces ... j * pieces + pieces - 1``.
-    """
-    batch, n_out = a.shape
-    if code == SIGMOID:
-        bits = np.empty(n_out, np.int64)
-        for i in range(batch):
-            _sigmoid_row(z, a, i, 1.0, bits)
-        return
-    for i in range(batch):
-        if code == SOFTMAX:
-            top = z[i, 0]
-            for j in range(1, n_out):
-                top = max(top, z[i, j])
-            total = 0.0
-            for j in range(n_out):
-                e = math.exp(z[i, j] - top)
-                a[i, j] = e
-                total += e
-            for j in range(n_out):
-                a[i, j] = a[i, j] / total
-            continue
-        for j in range(n_out):
-            if code == MAXOUT:
-                best = z[i, j * pieces]
-                for k in range(1, pieces):
-                    best = max(best, z[i, j * pieces + k])
-                a[i, j] = best
-            elif code == TANH:
-                a[i, j] = math.tanh(z[i, j])
-            elif code == RECTIFIER:
-                a[i, j] = z[i, j] if z[i, j] > 0.0 else 0.0
-            else:
-                a[i, j] = z[i, j]
+    """Forward: ``a = f(z)``.  z : (batch, n_out * pieces); a : (batch, n_out)."""
+    start = np.uint64(0)
+    _activate_span(code, np.uint64(pieces), z, a, start, start, np.uint64(a.shape[1]))
 
 
 @inline
-def _activate_backward(code, pieces, z, a, da, dz):
-    """Backward: ``dz = da * f'(z)`` for element-wise activations and maxout.
+def _activate_backward_span(code, pieces, z, a, da, dz, zo, ao, dao, dzo, n_out):
+    """Backward on a column span of every row: ``dz = da * f'(z)`` (element-wise activations and maxout).
 
-    Softmax is handled by the loss (its Jacobian couples the outputs).
-    da : (batch, n_out); dz : (batch, n_out * pieces). The branch on ``code``
-    sits outside the loops so each loop vectorises.
+    Softmax is handled by the loss (its Jacobian couples the outputs). Arrays
+    and uint64 offsets as in :func:`_activate_span`: the spans of z and dz
+    hold ``n_out * pieces`` entries, those of a and da ``n_out``. The branch
+    on ``code`` sits outside the loops so each loop vectorises.
     """
-    batch, n_out = a.shape
+    batch = a.shape[0]
     if code == MAXOUT:
         for i in range(batch):
             for j in range(n_out):
                 winner = 0
-                best = z[i, j * pieces]
+                best = z[i, zo + j * pieces]
                 for k in range(1, pieces):
-                    if z[i, j * pieces + k] > best:
-                        best = z[i, j * pieces + k]
+                    if z[i, zo + j * pieces + k] > best:
+                        best = z[i, zo + j * pieces + k]
                         winner = k
                 for k in range(pieces):
-                    dz[i, j * pieces + k] = da[i, j] if k == winner else 0.0
+                    dz[i, dzo + j * pieces + k] = da[i, dao + j] if k == winner else 0.0
     elif code == SIGMOID:
         for i in range(batch):
             for j in range(n_out):
-                dz[i, j] = da[i, j] * a[i, j] * (1 - a[i, j])
+                dz[i, dzo + j] = da[i, dao + j] * a[i, ao + j] * (1 - a[i, ao + j])
     elif code == TANH:
         for i in range(batch):
             for j in range(n_out):
-                dz[i, j] = da[i, j] * (1 - a[i, j] * a[i, j])
+                dz[i, dzo + j] = da[i, dao + j] * (1 - a[i, ao + j] * a[i, ao + j])
     elif code == RECTIFIER:
         for i in range(batch):
             for j in range(n_out):
-                dz[i, j] = da[i, j] if z[i, j] > 0 else 0
+                dz[i, dzo + j] = da[i, dao + j] if z[i, zo + j] > 0 else 0
     else:
         for i in range(batch):
             for j in range(n_out):
-                dz[i, j] = da[i, j]
+                dz[i, dzo + j] = da[i, dao + j]
+
+
+@inline
+def _activate_backward(code, pieces, z, a, da, dz):
+    """Backward: ``dz = da * f'(z)``.  z, dz : (batch, n_out * pieces); a, da : (batch, n_out)."""
+    start = np.uint64(0)
+    _activate_backward_span(code, np.uint64(pieces), z, a, da, dz, start, start, start, start, np.uint64(a.shape[1]))
 
 
 def activate(name, z, pieces=1):

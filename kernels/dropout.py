@@ -9,7 +9,7 @@ Kept units are scaled by ``1 / (1 - ratio)`` so prediction needs no rescaling
 
 import numpy as np
 
-from kernels._jit import serial
+from kernels._jit import inline, serial
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -35,19 +35,28 @@ def _uniform(seed, a, b, c):
     return float(h >> np.uint64(11)) * _INV_2_53
 
 
+@inline
+def _fill_mask_span(mask, mo, n, ratio, seed, epoch, rows, layer):
+    """Write the inverted-dropout masks of a batch into the column span ``mask[:, mo:mo + n]``.
+
+    rows : (batch,) global sample indices; ``mo`` and ``n`` are uint64
+    (see :func:`kernels.activations._activate_span`).
+    """
+    keep = 1.0 / (1.0 - ratio)
+    stream = np.uint64(epoch) * np.uint64(64) + np.uint64(layer)
+    for i in range(mask.shape[0]):
+        for j in range(n):
+            u = _uniform(seed, stream, rows[i], j)
+            mask[i, mo + j] = keep if u >= ratio else 0.0
+
+
 @serial
 def _fill_mask(mask, ratio, seed, epoch, rows, layer):
     """Write an inverted-dropout mask for a batch.
 
     mask : (batch, n) written in place; rows : (batch,) global sample indices.
     """
-    batch, n = mask.shape
-    keep = 1.0 / (1.0 - ratio)
-    stream = np.uint64(epoch) * np.uint64(64) + np.uint64(layer)
-    for i in range(batch):
-        for j in range(n):
-            u = _uniform(seed, stream, rows[i], j)
-            mask[i, j] = keep if u >= ratio else 0.0
+    _fill_mask_span(mask, np.uint64(0), np.uint64(mask.shape[1]), ratio, seed, epoch, rows, layer)
 
 
 @serial

@@ -10,6 +10,8 @@ Per-sample losses (the network objective averages them over the batch):
 
 import math
 
+import numpy as np
+
 from kernels._jit import inline, serial
 from kernels.activations import SIGMOID, SOFTMAX, LINEAR, TANH, RECTIFIER
 
@@ -57,25 +59,59 @@ def _elementwise_derivative(act_code, z, a):
 
 
 @serial
-def _cross_entropy_row(act_code, z, a, y, i, delta):
-    """Cross-entropy of row ``i``, from logits for stability; delta = p − y."""
-    n_out = a.shape[1]
+def _cross_entropy_row(act_code, z, a, y, delta, i, zo, ao, yo, do, n_out):
+    """Cross-entropy of row ``i``, from logits for stability; delta = p − y.
+
+    Arrays and uint64 column offsets as in :func:`_output_delta_span`.
+    """
     total = 0.0
     if act_code == SOFTMAX:
-        top = z[i, 0]
+        top = z[i, zo]
         for j in range(1, n_out):
-            top = max(top, z[i, j])
+            top = max(top, z[i, zo + j])
         log_norm = 0.0
         for j in range(n_out):
-            log_norm += math.exp(z[i, j] - top)
+            log_norm += math.exp(z[i, zo + j] - top)
         log_norm = math.log(log_norm) + top
         for j in range(n_out):
-            total -= y[i, j] * (z[i, j] - log_norm)
-            delta[i, j] = a[i, j] - y[i, j]
+            total -= y[i, yo + j] * (z[i, zo + j] - log_norm)
+            delta[i, do + j] = a[i, ao + j] - y[i, yo + j]
     else:  # sigmoid outputs, independent binary labels
         for j in range(n_out):
-            total -= y[i, j] * _log_sigmoid(z[i, j]) + (1.0 - y[i, j]) * _log_sigmoid(-z[i, j])
-            delta[i, j] = a[i, j] - y[i, j]
+            total -= y[i, yo + j] * _log_sigmoid(z[i, zo + j]) + (1.0 - y[i, yo + j]) * _log_sigmoid(-z[i, zo + j])
+            delta[i, do + j] = a[i, ao + j] - y[i, yo + j]
+    return total
+
+
+@inline
+def _output_delta_span(loss_code, act_code, z, a, y, delta, zo, ao, yo, do, n_out, huber_delta):
+    """Sum of per-sample losses over the rows and ``delta = dL/dz`` (per sample).
+
+    z, a, y, delta : 2-D pre-activations, outputs, targets and the delta
+    written in place; each row's ``n_out`` entries sit at column offsets
+    ``zo, ao, yo, do`` (uint64; a batch uses offsets 0, the one-row buffer of
+    :mod:`kernels.online` spans of it, see
+    :func:`kernels.activations._activate_span`).
+    """
+    total = 0.0
+    for i in range(a.shape[0]):
+        if loss_code == CROSS_ENTROPY:
+            total += _cross_entropy_row(act_code, z, a, y, delta, i, zo, ao, yo, do, n_out)
+            continue
+        for j in range(n_out):
+            value, grad = _point_loss(loss_code, a[i, ao + j], y[i, yo + j], huber_delta)
+            total += value
+            delta[i, do + j] = grad
+        if act_code == SOFTMAX:
+            # Jacobian of softmax: dz_j = p_j (g_j - sum_k g_k p_k)
+            s = 0.0
+            for j in range(n_out):
+                s += delta[i, do + j] * a[i, ao + j]
+            for j in range(n_out):
+                delta[i, do + j] = a[i, ao + j] * (delta[i, do + j] - s)
+        elif act_code != LINEAR:
+            for j in range(n_out):
+                delta[i, do + j] *= _elementwise_derivative(act_code, z[i, zo + j], a[i, ao + j])
     return total
 
 
@@ -86,24 +122,6 @@ def _output_delta(loss_code, act_code, z, a, y, huber_delta, delta):
     z : (batch, n_out) pre-activations; a : (batch, n_out) outputs;
     y : (batch, n_out) targets; delta : (batch, n_out) written in place.
     """
-    batch, n_out = a.shape
-    total = 0.0
-    for i in range(batch):
-        if loss_code == CROSS_ENTROPY:
-            total += _cross_entropy_row(act_code, z, a, y, i, delta)
-            continue
-        for j in range(n_out):
-            value, grad = _point_loss(loss_code, a[i, j], y[i, j], huber_delta)
-            total += value
-            delta[i, j] = grad
-        if act_code == SOFTMAX:
-            # Jacobian of softmax: dz_j = p_j (g_j - sum_k g_k p_k)
-            s = 0.0
-            for j in range(n_out):
-                s += delta[i, j] * a[i, j]
-            for j in range(n_out):
-                delta[i, j] = a[i, j] * (delta[i, j] - s)
-        elif act_code != LINEAR:
-            for j in range(n_out):
-                delta[i, j] *= _elementwise_derivative(act_code, z[i, j], a[i, j])
-    return total
+    start = np.uint64(0)
+    return _output_delta_span(loss_code, act_code, z, a, y, delta, start, start, start, start, np.uint64(a.shape[1]),
+                              huber_delta)
