@@ -10,6 +10,7 @@ import numpy as np
 from kernels import hyper
 from kernels.dense import _loss_and_grad, _predict, _workspace_size
 from kernels.losses import LOSS_CODES
+from kernels.online import _train_online, supports_online
 from kernels.optim import OPTIMIZER_CODES
 from kernels.train import _train_epochs
 
@@ -190,7 +191,10 @@ def train_epochs(params, layout, X, Y, state, counters, *, epoch0, n_epochs, bat
     if not (isinstance(rho_run, np.ndarray) and rho_run.shape == (n_hidden,) and rho_run.dtype == np.float64):
         raise ValueError(f"rho_run must be a float64 ndarray of shape ({n_hidden},), one entry per hidden unit.")
     epoch_loss = np.full(n_epochs, np.nan)
-    finished = _train_epochs(params, layout, X, Y, epoch0, n_epochs, int(batch_size), bool(shuffle),
-                             LOSS_CODES[loss], _check_hp(hp), _check_drop(drop, layout),
-                             OPTIMIZER_CODES[optimizer], state, counters, np.uint64(seed), rho_run, epoch_loss)
+    hp = _check_hp(hp)
+    # batch 1 on a small net: the fused per-sample driver (same results, ~3x faster on XOR)
+    driver = _train_online if supports_online(layout, hp, batch_size, X.shape[0]) else _train_epochs
+    finished = driver(params, layout, X, Y, epoch0, n_epochs, int(batch_size), bool(shuffle), LOSS_CODES[loss], hp,
+                      _check_drop(drop, layout), OPTIMIZER_CODES[optimizer], state, counters, np.uint64(seed), rho_run,
+                      epoch_loss)
     return epoch_loss, int(finished)

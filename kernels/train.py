@@ -4,7 +4,9 @@ Calling into Numba once per epoch (or per batch) costs microseconds that
 dominate tiny nets (XOR: 4 samples, 10,000 epochs), so the driver runs a
 block of epochs per call; the Python layer calls it between scoring events.
 Shuffling and dropout draw from counter-based random numbers keyed by the
-trial's seed, so a run is bit-identical on any worker.
+trial's seed, so a run is bit-identical on any worker. Batch-1 runs of small
+nets take the fused twin in :mod:`kernels.online` (same results, ~3x faster);
+:func:`kernels.network.train_epochs` picks the driver.
 """
 
 import math
