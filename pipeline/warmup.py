@@ -22,7 +22,8 @@ def warm(config=None) -> float:
     Parameters
     ----------
     config : TrainConfig, dict or path, optional
-        Without one, warm the generic float32 and float64 paths.
+        Without one, warm the generic float32 and float64 paths (online and
+        mini-batch drivers).
 
     Returns
     -------
@@ -50,7 +51,11 @@ def warm(config=None) -> float:
         y = None if tiny.autoencoder else np.array([0, 1] * 4)
         if tiny.sparsity_beta > 0:
             X = rng.uniform(0.1, 0.9, size=(8, 4))
-        DeepLearningModel(tiny).fit(X, y, classes=None if y is None else [0, 1])
+        # Batch 1 trains a small net with the fused online driver and a large one with the mini-batch
+        # driver (kernels.online.supports_online); the tiny copy cannot tell which, so warm both.
+        for batch in (1, 2) if tiny.mini_batch_size == 1 else (tiny.mini_batch_size,):
+            DeepLearningModel(tiny.model_copy(update={"mini_batch_size": batch})).fit(
+                X, y, classes=None if y is None else [0, 1])
     return time.perf_counter() - start
 
 
