@@ -48,6 +48,9 @@ def make_layout(sizes, activations, maxout_pieces=2):
             f"activations has {len(activations)} entries but sizes={sizes} defines "
             f"{len(sizes) - 1} layers; give one activation per layer."
         )
+    if activations[-1] == "maxout":
+        raise ValueError("activation 'maxout' is for hidden layers only (as h2o); give the output layer "
+                         "'linear', 'tanh', 'sigmoid' or 'softmax'.")
     layout = np.zeros((len(sizes) - 1, 6), dtype=np.int64)
     offset = 0
     for layer, name in enumerate(activations):
