@@ -215,7 +215,7 @@ def promote(spec: SweepSpec, trials: list[Trial], objective: dict[str, float]) -
     return [point_of[tag] for tag in ranked[:n_keep] if math.isfinite(score(tag))]
 
 
-def auto_chunk_size(n_trials: int, trial_secs: float, n_workers: int, target_secs: float = 10.0) -> int:
+def auto_chunk_size(n_trials: int, trial_secs: float, n_workers: int, target_secs: float = 20.0) -> int:
     """Trials per Prefect task so a task carries ~``target_secs`` (a task costs ~0.2-0.5 s of
     orchestration) yet every worker gets at least two tasks."""
     by_time = max(1, int(target_secs / max(trial_secs, 1e-6)))

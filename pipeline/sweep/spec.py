@@ -154,7 +154,7 @@ class SweepSpec(BaseModel):
     halving: Halving | None = None
     child_per: Literal["trial", "config"] = "trial"
     chunk_size: Literal["auto"] | int = "auto"
-    chunk_seconds: float = Field(default=10.0, gt=0)
+    chunk_seconds: float = Field(default=20.0, gt=0)
     census: Census = Census()
     experiment: str | None = None
 

@@ -110,7 +110,8 @@ def test_promote_keeps_best_share_by_mean_objective():
 def test_chunks_carry_seconds_of_work_and_balance_workers():
     assert ex.auto_chunk_size(10_000, 0.01, 2, target_secs=3.0) == 300
     assert ex.auto_chunk_size(12, 0.01, 2) == 3
-    assert ex.auto_chunk_size(100, 10.0, 2) == 1
+    assert ex.auto_chunk_size(100, 30.0, 2) == 1
+    assert ex.auto_chunk_size(1000, 2.0, 2) == 10  # ~20 s of work per task by default
     trials = ex.expand(spec())
     assert [len(c) for c in ex.chunk(trials, 4)] == [3, 3]  # as even as possible
     assert [len(c) for c in ex.chunk(trials, 4, n_workers=4)] == [2, 2, 1, 1]
