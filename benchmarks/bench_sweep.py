@@ -100,15 +100,17 @@ def calibrate_epochs(target_s: float) -> int:
     from pipeline.train import run_training
     from pipeline.warmup import warm
 
-    cfg = {**XOR, "model": {**XOR["model"], "epochs": 20000}}
-    warm(cfg)
-    run_training(cfg)
-    best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        run_training(cfg)
-        best = min(best, time.perf_counter() - t0)
-    return int(20000 * target_s / best)
+    epochs = 20000
+    warm({**XOR, "model": {**XOR["model"], "epochs": epochs}})
+    for _ in range(2):  # a short run first, then one of about the target length (fixed costs differ)
+        cfg = {**XOR, "model": {**XOR["model"], "epochs": epochs}}
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            run_training(cfg)
+            best = min(best, time.perf_counter() - t0)
+        epochs = int(epochs * target_s / best)
+    return epochs
 
 
 def overhead(folder: Path, env: dict, sizes: list[int], trial_s: float) -> dict:
