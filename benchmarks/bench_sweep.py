@@ -1,11 +1,12 @@
 """Sweep orchestration benchmarks (results go to BENCHMARKS.md).
 
 1. Overhead and parallel efficiency: XOR trials calibrated to ~2 s each, chunk_size auto, on an embedded
-   LocalCluster of 2 single-threaded workers, at two sweep sizes (16 and 64 trials by default).
-   Per size: overhead/trial = (fan-out wall - sum(trial s) / 2) / N and efficiency = sum(trial s) /
-   (2 * fan-out wall); the same over the whole process (Python start, Prefect flow, prepare, summary).
-   Between the sizes: the marginal overhead of one more trial (slope) and the fixed cost per sweep
-   (intercept). Targets: <= 50 ms per trial and >= 90 %.
+   LocalCluster of 2 single-threaded workers, at two sweep sizes (16 and 256 trials by default).
+   Per size and for three walls -- the fan-out, the flow (prepare + fan-out + summary: the issue's "flow
+   wall time") and the whole process (Python start, imports, LocalCluster, Prefect flow run) --
+   overhead/trial = (wall - sum(trial s) / 2) / N and efficiency = sum(trial s) / (2 * wall). Between the
+   sizes: the marginal overhead of one more trial (slope) and the fixed cost per sweep (intercept).
+   Targets: <= 50 ms per trial and >= 90 %.
 2. A 10,000-trial XOR initialisation census end to end with tracking (``child_per: config``): wall time,
    where it goes (prepare / fan-out / summary / trial compute), peak RSS of the driver (which hosts the
    Dask scheduler) and of the workers, and the driver's RSS over the fan-out (flat or growing).
@@ -13,7 +14,7 @@
 One Prefect server is started for the whole run (as ``sweepnet sweep`` does) and stopped at the end.
 
     .venv/bin/python benchmarks/bench_sweep.py                # both parts
-    .venv/bin/python benchmarks/bench_sweep.py --part overhead --trials 16,64
+    .venv/bin/python benchmarks/bench_sweep.py --part overhead --trials 16,256
     .venv/bin/python benchmarks/bench_sweep.py --part census --census-trials 2000
 """
 
@@ -113,6 +114,9 @@ def calibrate_epochs(target_s: float) -> int:
     return epochs
 
 
+SCOPES = ("fanout", "flow", "process")  # fan-out only; the flow (prepare + fan-out + summary); the whole process
+
+
 def overhead(folder: Path, env: dict, sizes: list[int], trial_s: float) -> dict:
     epochs = calibrate_epochs(trial_s)
     runs = []
@@ -122,19 +126,19 @@ def overhead(folder: Path, env: dict, sizes: list[int], trial_s: float) -> dict:
         r = run_flow(spec, folder, env)
         t, n = r["timing"], r["trials"]
         half = t["trial_compute_s"] / 2
-        r.update(extra_fanout_s=t["fanout_s"] - half, extra_process_s=r["process_wall_s"] - half,
-                 overhead_ms_per_trial=1000 * (t["fanout_s"] - half) / n,
-                 parallel_efficiency=half / t["fanout_s"],
-                 process_overhead_ms_per_trial=1000 * (r["process_wall_s"] - half) / n,
-                 process_efficiency=half / r["process_wall_s"], epochs=epochs, mean_trial_s=t["trial_compute_s"] / n)
+        walls = {"fanout": t["fanout_s"], "flow": t["prepare_s"] + t["fanout_s"] + t["summary_s"],
+                 "process": r["process_wall_s"]}
+        r.update(epochs=epochs, mean_trial_s=t["trial_compute_s"] / n, walls=walls,
+                 extra_s={k: w - half for k, w in walls.items()},
+                 overhead_ms_per_trial={k: 1000 * (w - half) / n for k, w in walls.items()},
+                 efficiency={k: half / w for k, w in walls.items()})
         runs.append(r)
     out = {"runs": runs}
     if len(runs) >= 2:
         a, b = runs[0], runs[-1]
         dn = b["trials"] - a["trials"]
-        out["marginal_ms_per_trial"] = 1000 * (b["extra_process_s"] - a["extra_process_s"]) / dn
-        out["fixed_process_s"] = a["extra_process_s"] - a["trials"] * out["marginal_ms_per_trial"] / 1000
-        out["marginal_fanout_ms_per_trial"] = 1000 * (b["extra_fanout_s"] - a["extra_fanout_s"]) / dn
+        out["marginal_ms_per_trial"] = {k: 1000 * (b["extra_s"][k] - a["extra_s"][k]) / dn for k in SCOPES}
+        out["fixed_s"] = {k: a["extra_s"][k] - a["trials"] * out["marginal_ms_per_trial"][k] / 1000 for k in SCOPES}
     return out
 
 
@@ -154,26 +158,25 @@ def report(results: dict) -> str:
     lines = ["| benchmark | result |", "|---|---|"]
     if "overhead" in results:
         for o in results["overhead"]["runs"]:
-            t = o["timing"]
-            lines += [f"| {o['trials']} XOR trials of {o['mean_trial_s']:.2f} s on 2 workers, {t['chunks']} chunks "
-                      f"of ≤ {t['chunk_size']}: overhead per trial, fan-out / whole process | "
-                      f"{o['overhead_ms_per_trial']:.0f} ms / {o['process_overhead_ms_per_trial']:.0f} ms |",
-                      f"| {o['trials']} trials: parallel efficiency, fan-out / whole process | "
-                      f"{100 * o['parallel_efficiency']:.0f} % / {100 * o['process_efficiency']:.0f} % |",
-                      f"| {o['trials']} trials: fan-out wall / trial compute sum / prepare / summary / process | "
-                      f"{t['fanout_s']:.1f} s / {t['trial_compute_s']:.1f} s / {t['prepare_s']:.1f} s / "
+            t, ms, eff = o["timing"], o["overhead_ms_per_trial"], o["efficiency"]
+            lines += [f"| {o['trials']} XOR trials of {o['mean_trial_s']:.2f} s on 2 workers, {t['chunks']} chunks of "
+                      f"≤ {t['chunk_size']}: overhead per trial, fan-out / flow / process | "
+                      + " / ".join(f"{ms[k]:.0f} ms" for k in SCOPES) + " |",
+                      f"| {o['trials']} trials: parallel efficiency, fan-out / flow / process | "
+                      + " / ".join(f"{100 * eff[k]:.0f} %" for k in SCOPES) + " |",
+                      f"| {o['trials']} trials: trial compute sum / prepare / fan-out / summary / process wall | "
+                      f"{t['trial_compute_s']:.1f} s / {t['prepare_s']:.1f} s / {t['fanout_s']:.1f} s / "
                       f"{t['summary_s']:.1f} s / {o['process_wall_s']:.1f} s |",
-                      f"| {o['trials']} trials: where the fan-out's 2 worker-seconds per second go: training / "
-                      f"logging (MLflow child + artifacts) / the rest (Prefect, Dask, idle) | "
-                      f"{t['trial_compute_s']:.1f} s / {t['trial_logging_s']:.1f} s "
-                      f"({1000 * t['trial_logging_s'] / o['trials']:.0f} ms a trial) / "
+                      f"| {o['trials']} trials: the fan-out's worker-seconds: training / logging (MLflow child + "
+                      f"artifacts) / the rest (Prefect, Dask, idle) | {t['trial_compute_s']:.1f} s / "
+                      f"{t['trial_logging_s']:.1f} s ({1000 * t['trial_logging_s'] / o['trials']:.0f} ms a trial) / "
                       f"{2 * t['fanout_s'] - t['trial_compute_s'] - t['trial_logging_s']:.1f} s |"]
         o = results["overhead"]
         if "marginal_ms_per_trial" in o:
-            lines += [f"| marginal overhead of one more trial (slope between the two sizes), whole process / fan-out "
-                      f"| {o['marginal_ms_per_trial']:.0f} ms / {o['marginal_fanout_ms_per_trial']:.0f} ms |",
-                      f"| fixed cost per sweep (intercept: Python start, Prefect flow, cluster, prepare, summary) | "
-                      f"{o['fixed_process_s']:.1f} s |"]
+            lines += ["| marginal overhead of one more trial (slope between the sizes), fan-out / flow / process | "
+                      + " / ".join(f"{o['marginal_ms_per_trial'][k]:.0f} ms" for k in SCOPES) + " |",
+                      "| fixed overhead per sweep (intercept), fan-out / flow / process | "
+                      + " / ".join(f"{o['fixed_s'][k]:.1f} s" for k in SCOPES) + " |"]
     if "census" in results:
         c, t = results["census"], results["census"]["timing"]
         lines += [f"| census: {c['trials']} XOR trials ({c['epochs']} epochs), child_per config, "
@@ -190,7 +193,7 @@ def report(results: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["overhead", "census", "all"], default="all")
-    p.add_argument("--trials", default="16,64", help="comma-separated sweep sizes for the overhead part")
+    p.add_argument("--trials", default="16,256", help="comma-separated sweep sizes for the overhead part")
     p.add_argument("--trial-seconds", type=float, default=2.0)
     p.add_argument("--census-trials", type=int, default=10_000)
     p.add_argument("--census-epochs", type=int, default=500)
