@@ -13,15 +13,15 @@ LAB_XOR = dict(activation="Tanh", hidden=[2], epochs=10000, input_dropout_ratio=
                distribution="gaussian")
 
 
-def test_xor_lab_settings_solve_for_most_seeds():
-    # Measured: 85 of seeds 0-99 solve (33 of 0-39, 7 of 0-9), with h2o's sample-sd standardization. A 2-unit
-    # tanh net has real local minima (a saturated hidden unit, MSE 0.5 or 0.67), so "8 of any 10 seeds" is not
-    # a property of this model; the bound here is the measured rate less a margin.
-    solved = 0
-    for seed in range(40):
+def test_xor_lab_settings_solve_for_at_least_8_in_10_seeds():
+    # The "at least 8 of 10 seeds", as a rate over the first 100 seeds (measured: 85; seeds 0-9 alone
+    # give 7). A 2-unit tanh net has real local minima (a saturated hidden unit, MSE 0.5 or 0.67), so any
+    # particular 10 seeds solve 8+ times only ~82 % of the time at that rate; 100 seeds pin the rate down.
+    solved = []
+    for seed in range(100):
         model = DeepLearningModel(seed=seed, **LAB_XOR).fit(X_XOR, Y_XOR)
-        solved += bool(np.all(np.sign(model.predict(X_XOR)) == Y_XOR))
-    assert solved >= 30, f"only {solved}/40 seeds solved XOR"
+        solved.append(bool(np.all(np.sign(model.predict(X_XOR)) == Y_XOR)))
+    assert sum(solved) >= 80, f"only {sum(solved)}/100 seeds solved XOR: {np.flatnonzero(~np.array(solved))}"
 
 
 def test_standardization_uses_the_sample_sd_like_h2o():
