@@ -5,7 +5,7 @@ Every MLflow call of the project goes through this module. Rules it keeps (see S
 * The driver creates the store (sqlite migrations), the experiment and the parent run *before* any
   fan-out; workers only open children with ``mlflow.parentRunId`` set (the UI nests on that tag).
 * Params are logged once, as one batch; per-epoch metrics go in ``log_batch`` calls with ``step``.
-* Idempotency: a child carries ``sweepnet.trial_key``. Before a child is created and again right before
+* Idempotency: a child carries ``sweepnet.trial_key``. Before a trial trains (or a child is created) and again right before
   it is marked FINISHED, the key is looked up; a trial with a FINISHED child is never logged again.
 * Stale RUNNING children (their process was killed) are marked KILLED by :func:`reconcile_stale`.
 * A local sqlite store is switched to write-ahead logging when the sweep opens it: readers no longer
@@ -189,6 +189,11 @@ def children(ctx: TrackingContext, status: str | None = None, key: str | None = 
             return runs
 
 
+def is_finished(ctx: TrackingContext, key: str) -> bool:
+    """Whether trial (or configuration) ``key`` already has a FINISHED child."""
+    return bool(children(ctx, status="FINISHED", key=key))
+
+
 def finished_keys(ctx: TrackingContext) -> set[str]:
     """Trial keys that already have a FINISHED child."""
     return {r.data.tags.get(TAG_KEY) for r in children(ctx, status="FINISHED")} - {None}
@@ -234,17 +239,19 @@ def log_child(
     artifacts: str | Path | None = None,
     status: str = "FINISHED",
     curve_keys: Collection[str] | None = None,
+    check_first: bool = True,
 ) -> str | None:
     """Log one finished (or failed) child run; return its id, or ``None`` if the key is already done.
 
-    ``curve_keys`` limits the per-epoch metric series to those history keys (``None``: every key);
+    ``check_first=False`` skips the first lookup when the caller has just made it (the second one, before
+    FINISHED, always runs). ``curve_keys`` limits the per-epoch metric series to those history keys (``None``: every key);
     SQLite inserts cost ~0.09 ms per metric value, so a 100-event history of 6 keys is ~55 ms a child.
 
     The key is looked up right before the child is created and again right before it is closed, so a
     trial re-executed by Dask (its first result lived on a dead worker) never gets a second FINISHED child.
     """
     c = client(ctx.tracking_uri)
-    if children(ctx, status="FINISHED", key=key):
+    if check_first and is_finished(ctx, key):
         return None
     all_tags = {PARENT: ctx.parent_run_id, TAG_KEY: key, "mlflow.runName": run_name}
     all_tags.update({k: _short(v, 5000) for k, v in tags.items()})
