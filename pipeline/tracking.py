@@ -117,7 +117,7 @@ def open_sweep(
     else:
         tags = {TAG_SWEEP: sweep_key, TAG_KIND: "sweep", "mlflow.runName": sweep_name}
         run_id = c.create_run(exp_id, run_name=sweep_name, tags=tags).info.run_id
-        log_params(c, run_id, params)
+        _log_params_and_metrics(c, run_id, params, [])
     return TrackingContext(tracking_uri, exp_id, run_id)
 
 
@@ -133,18 +133,9 @@ def use_wal(tracking_uri: str) -> bool:
         con.close()
 
 
-def log_params(c, run_id: str, params: dict[str, Any]) -> None:
-    """Log ``params`` (flattened to dotted keys) in batches of 100."""
-    from mlflow.entities import Param
-
-    flat = [Param(k, _short(v, 6000)) for k, v in flatten(params).items()]
-    for i in range(0, len(flat), _BATCH["params"]):
-        c.log_batch(run_id, params=flat[i : i + _BATCH["params"]])
-
-
 def _log_params_and_metrics(c, run_id: str, params: dict[str, Any], metrics: list) -> None:
-    """Params and metrics in as few ``log_batch`` calls as MLflow's limits allow (one for a typical
-    trial: each call is a SQLite transaction)."""
+    """Params (flattened to dotted keys) and metrics in as few ``log_batch`` calls as MLflow's limits allow
+    (one for a typical trial: each call is a SQLite transaction)."""
     from mlflow.entities import Param
 
     flat = [Param(k, _short(v, 6000)) for k, v in flatten(params).items()]
