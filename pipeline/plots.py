@@ -35,10 +35,15 @@ def learning_curve(history: Sequence[dict], path: str | Path, title: str = "") -
     path : path
         PNG to write.
     """
-    keys = sorted({k for row in history for k in row if "objective" in k or k.endswith("loss")})
+    keys = loss_keys(history)
     epochs = np.array([row.get("epoch", i + 1) for i, row in enumerate(history)], dtype=float)
     series = {k: np.array([row.get(k, math.nan) for row in history], dtype=float) for k in keys}
     return curve_png.line_chart(epochs, series, path, title)
+
+
+def loss_keys(history: Sequence[dict]) -> list[str]:
+    """The history columns a learning curve shows: every ``*objective`` and ``*loss`` key, sorted."""
+    return sorted({k for row in history for k in row if "objective" in k or k.endswith("loss")})
 
 
 def _save(fig, path: str | Path) -> Path:

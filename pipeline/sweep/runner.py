@@ -204,9 +204,11 @@ def curve_keys(history: list[dict], objective: str) -> set[str]:
 
     Every other column stays in the child's ``scoring_history.csv``; each metric value is a row insert.
     """
+    from pipeline.plots import loss_keys
+
     twin = objective.replace("train_", "training_", 1) if objective.startswith("train_") else (
         objective.replace("valid_", "validation_", 1) if objective.startswith("valid_") else objective)
-    return {k for row in history for k in row if "objective" in k or k.endswith("loss") or k == twin}
+    return set(loss_keys(history)) | {k for row in history for k in row if k == twin}
 
 
 def write_scoring_history(history: list[dict], path: Path) -> None:
