@@ -178,23 +178,28 @@ def prepare(
                               artifact_root=store / "artifacts" if local else None)
     tracking.reconcile_stale(ctx)
     trial_secs = warm_and_probe(trials, train_fn)
-    size = spec.chunk_size if spec.chunk_size != "auto" else ex.auto_chunk_size(
-        len(trials), trial_secs, n_workers, spec.chunk_seconds)
+    size = _chunk_size(spec, len(trials), trial_secs, n_workers)
     deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
     options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
                            artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn)
     axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
-    return SweepPlan(spec, ctx, trials, axes, options, int(size), str(store), key, trial_secs=trial_secs,
+    return SweepPlan(spec, ctx, trials, axes, options, size, str(store), key, trial_secs=trial_secs,
                      n_workers=max(1, n_workers))
+
+
+def _chunk_size(spec: SweepSpec, n_trials: int, trial_secs: float, n_workers: int) -> int:
+    """The spec's fixed chunk size, or ``auto``: about ``chunk_seconds`` of work per task."""
+    if spec.chunk_size != "auto":
+        return int(spec.chunk_size)
+    return ex.auto_chunk_size(n_trials, trial_secs, n_workers, spec.chunk_seconds)
 
 
 def pending_chunks(plan: SweepPlan) -> list[list[ex.Trial]]:
     """Chunks of the trials of the current rung that still need to run (finished ones are skipped)."""
+    done = tracking.finished_keys(plan.ctx)
     if plan.spec.child_per == "config":
-        done = tracking.finished_keys(plan.ctx)
         todo = [t for t in plan.trials if config_child_key(plan, t.config_key) not in done]
     else:
-        done = tracking.finished_keys(plan.ctx)
         todo = [t for t in plan.trials if t.key not in done]
     return ex.chunk(todo, plan.chunk_size, plan.n_workers)
 
@@ -216,7 +221,6 @@ def next_rung(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
     trials = ex.expand(plan.spec, rung=plan.rung + 1, points=points)
     rungs = plan.spec.halving.rungs
     trial_secs = plan.trial_secs * rungs[plan.rung + 1] / rungs[plan.rung]  # longer trials: smaller chunks
-    size = plan.chunk_size if plan.spec.chunk_size != "auto" else ex.auto_chunk_size(
-        len(trials), trial_secs, plan.n_workers, plan.spec.chunk_seconds)
+    size = _chunk_size(plan.spec, len(trials), trial_secs, plan.n_workers)
     return replace(plan, trials=trials, rung=plan.rung + 1, history=plan.history + rows, trial_secs=trial_secs,
-                   chunk_size=int(size))
+                   chunk_size=size)
