@@ -77,7 +77,7 @@ def run_flow(spec: dict, folder: Path, env: dict, workers: int = 2) -> dict:
     path = folder / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = folder / f"{spec['name']}.json"
-    cmd = [sys.executable, "-m", "flows.sweep", str(path), "--store", str(folder / "store"), "--workers",
+    cmd = [sys.executable, "-m", "app", "sweep", str(path), "--store", str(folder / "store"), "--workers",
            str(workers), "--summary-json", str(out), "--no-gradcheck"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
@@ -199,7 +199,7 @@ def main() -> int:
     p.add_argument("--census-epochs", type=int, default=500)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_sweep.json"))
     a = p.parse_args()
-    from pipeline.services import start_prefect, stop_services
+    from app.services import start_prefect, stop_services
 
     results: dict = {"cpu_count": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,9 +8,6 @@ Default: a deployment on a ``process`` work pool whose ``prefect worker`` runs e
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 from pathlib import Path
 
 from flows.sweep import scheduled_sweep
@@ -32,24 +29,3 @@ def deploy(spec: str, cron: str, name: str | None = None, pool: str = "sweepnet-
     flow = scheduled_sweep.from_source(source=str(ROOT), entrypoint="flows/sweep.py:scheduled_sweep")
     return str(flow.deploy(name=name, work_pool_name=pool, cron=cron, parameters=params,
                            build=False, push=False, print_next_steps=False))
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__.splitlines()[0])
-    p.add_argument("spec")
-    p.add_argument("--cron", required=True)
-    p.add_argument("--name", default=None)
-    p.add_argument("--pool", default="sweepnet-process")
-    p.add_argument("--store", default=".sweepnet")
-    p.add_argument("--serve", action="store_true")
-    a = p.parse_args(argv)
-    if not os.environ.get("PREFECT_API_URL"):
-        print("PREFECT_API_URL is not set: schedules need a running `prefect server`", file=sys.stderr)
-        return 2
-    dep = deploy(a.spec, a.cron, a.name, a.pool, a.store, a.serve)
-    print(f"deployment {dep} scheduled with cron {a.cron!r} on {os.environ['PREFECT_API_URL']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

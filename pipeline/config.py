@@ -214,3 +214,17 @@ def set_dotted(raw: dict, key: str, value) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set {key}: {part} is not a mapping")
     node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` (a ``--set`` override) -> (dotted key, YAML-parsed value).
+
+    Raises
+    ------
+    ValueError
+        When ``text`` has no ``=``.
+    """
+    if "=" not in text:
+        raise ValueError(f"--set {text!r}: use KEY=VALUE with a dotted key, e.g. --set model.epochs=50")
+    key, value = text.split("=", 1)
+    return key, yaml.safe_load(value)

@@ -216,3 +216,51 @@ def localization_score(W, image_shape, area_max: float = AREA_MAX,
     stats = filter_stats(W, image_shape)
     good = (stats["area"] <= area_max) & (stats["coherence"] >= coherence_min)
     return float(good.mean())
+
+
+# ---------------------------------------------------------------- a model's picture inputs
+def _find_key(tree, key, depth: int = 3):
+    """First value stored under ``key`` in nested dicts (the model's ``extra``)."""
+    if not isinstance(tree, dict) or depth < 0:
+        return None
+    if tree.get(key) is not None:
+        return tree[key]
+    for value in tree.values():
+        found = _find_key(value, key, depth - 1)
+        if found is not None:
+            return found
+    return None
+
+
+def picture_steps(model, preprocessing) -> list:
+    """The data's fitted preprocessing steps plus the model's own input scaling, in order."""
+    steps = list(preprocessing or [])
+    scaler = getattr(model, "scaler_", None)
+    if scaler and (any(o != 0 for o in scaler["offset"]) or any(s != 1 for s in scaler["scale"])):
+        steps.append({"name": "standardize", "mean": scaler["offset"], "sd": scaler["scale"]})
+    return steps
+
+
+def feature_inputs(model, layer: int = 0, image_shape=None):
+    """(W, image_shape, preprocessing) for drawing ``model``'s first layer.
+
+    Raises
+    ------
+    ValueError
+        For ``layer != 0`` or a model without a known image shape.
+    """
+    if layer != 0:
+        raise ValueError(
+            f"layer {layer} is not connected to the pixels, so 'the input that maximally activates a "
+            "unit' is no longer W_i/||W_i|| and cannot be drawn as one image per unit; sweepnet draws "
+            "only layer 0 (the first hidden layer). Use --layer 0.")
+    extra = getattr(model, "extra_", {}) or {}
+    # the fitted steps live in the data meta; the config holds only their unfitted spec
+    fitted = extra.get("data_meta") or {}
+    shape = image_shape or _find_key(fitted, "image_shape") or _find_key(extra, "image_shape")
+    if shape is None:
+        raise ValueError("the model file records no image_shape (it was not trained on an image/patch "
+                         "dataset); pass --image-shape H,W,C, e.g. --image-shape 8,8,1.")
+    steps = picture_steps(model, _find_key(fitted, "preprocessing") or _find_key(extra, "preprocessing"))
+    W, _ = model.layer_params(0)
+    return W, tuple(int(v) for v in shape), steps

@@ -4,7 +4,7 @@ Enable in ``tests/conftest.py`` with::
 
     pytest_plugins = ["tests.services"]
 
-Fixtures (session scope unless noted), each backed by :mod:`pipeline.services`:
+Fixtures (session scope unless noted), each backed by :mod:`app.services`:
 
 - ``dask_cluster_address``: ``tcp://127.0.0.1:PORT`` of a ``dask scheduler`` with two
   single-threaded ``dask worker`` processes (the project importable on them).
@@ -12,7 +12,7 @@ Fixtures (session scope unless noted), each backed by :mod:`pipeline.services`:
   proxied artifacts under the session's temporary directory).
 - ``prefect_server_url``: ``http://127.0.0.1:PORT/api`` of ``prefect server`` with a ``process``
   work pool polled by a ``prefect worker``.
-- ``local_services``: all three as a :class:`pipeline.services.ServiceSet` (started concurrently).
+- ``local_services``: all three as a :class:`app.services.ServiceSet` (started concurrently).
 - ``local_services_env`` (function scope): ``local_services`` with ``SWEEPNET_DASK_ADDRESS``,
   ``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` set in ``os.environ`` for the test.
 - ``mlflow_auth_server``: a second MLflow server with ``--app-name basic-auth``; its admin
@@ -20,7 +20,7 @@ Fixtures (session scope unless noted), each backed by :mod:`pipeline.services`:
 
 Tests that use them should be marked ``@pytest.mark.services``. Services are shared by the
 whole session (one pool per process, even if this module is imported by several conftests),
-so a test must not stop them; ``pipeline.services`` lets a test that kills a process on purpose
+so a test must not stop them; ``app.services`` lets a test that kills a process on purpose
 start its own set under ``tmp_path``.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.services import SERVICES, ServiceSet, start_services, stop_services
+from app.services import SERVICES, ServiceSet, start_services, stop_services
 
 __all__ = [
     "MlflowAuthServer",

@@ -5,4 +5,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 py="${SWEEPNET_PYTHON:-$root/.venv/bin/python}"
 cd "$root"
-exec "$py" -m pipeline.cli_services down "$@"
+exec "$py" -m app services down "$@"

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.services import start_services, stop_services
+from app.services import start_services, stop_services
 
 
 def _startup(name: str, tmp: Path, repeats: int, **kw) -> list[tuple[float, float]]:

@@ -244,7 +244,7 @@ def feature_picture(result, path: Path) -> bool:
     except ImportError:
         return False
     try:
-        from pipeline.cli_show import picture_steps
+        from pipeline.pictures import picture_steps
 
         W, _ = result.model.layer_params(0)
         steps = picture_steps(result.model, meta.get("preprocessing")) or None

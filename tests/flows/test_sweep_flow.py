@@ -63,7 +63,7 @@ def statuses(ctx) -> dict[str, list[str]]:
 def test_cli_sweep_on_embedded_defaults(tmp_path):
     spec = write_spec(tmp_path, "embedded")
     store = tmp_path / "store"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--store", str(store),
+    proc = subprocess.run([sys.executable, "-m", "app", "sweep", str(spec), "--store", str(store),
                            "--workers", "2"], cwd=tmp_path, env=env_without_services(),
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 3, proc.stderr[-3000:]  # completed, with the diverging trials counted
@@ -88,7 +88,7 @@ def test_cli_sweep_on_embedded_defaults(tmp_path):
 def test_flow_against_real_separate_services(tmp_path, local_services):
     spec = write_spec(tmp_path, "remote", space={"model.hidden": [[2], [3]]})
     env = env_without_services(**local_services.env())
-    proc = subprocess.run([sys.executable, "-m", "flows.sweep", str(spec), "--store", str(tmp_path / "s"),
+    proc = subprocess.run([sys.executable, "-m", "app", "sweep", str(spec), "--store", str(tmp_path / "s"),
                            "--dask-address", local_services.dask_address],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -103,7 +103,7 @@ def test_flow_against_real_separate_services(tmp_path, local_services):
 
 def _start_flow(spec: Path, store: Path, address: str, api: str, timeout: float = 30) -> subprocess.Popen:
     env = env_without_services(PREFECT_API_URL=api, PREFECT_LOGGING_LEVEL="WARNING")
-    return subprocess.Popen([sys.executable, "-m", "flows.sweep", str(spec), "--store", str(store),
+    return subprocess.Popen([sys.executable, "-m", "app", "sweep", str(spec), "--store", str(store),
                              "--dask-address", address, "--worker-timeout", str(timeout), "--no-gradcheck"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -125,7 +125,7 @@ def _worker_processes(state_dir: Path) -> list[psutil.Process]:
 
 @pytest.mark.services
 def test_killed_worker_leaves_no_duplicates_and_no_orphans(tmp_path, prefect_server_url):
-    from pipeline.services import start_dask, stop_services
+    from app.services import start_dask, stop_services
 
     state = tmp_path / "dask"
     info = start_dask(state, n_workers=2)
@@ -151,7 +151,7 @@ def test_killed_worker_leaves_no_duplicates_and_no_orphans(tmp_path, prefect_ser
 
 @pytest.mark.services
 def test_every_worker_gone_fails_within_bounded_wait(tmp_path, prefect_server_url):
-    from pipeline.services import start_dask, stop_services
+    from app.services import start_dask, stop_services
 
     state = tmp_path / "dask"
     info = start_dask(state, n_workers=1)
@@ -186,7 +186,7 @@ def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
     spec = write_spec(tmp_path, "scheduled", seeds=[1], space={"model.hidden": [[2]]})
     store = tmp_path / "store"
     env = env_without_services(PREFECT_API_URL=prefect_server_url)
-    dep = subprocess.run([sys.executable, "-m", "flows.deploy", str(spec), "--cron", "* * * * *",
+    dep = subprocess.run([sys.executable, "-m", "app", "deploy", str(spec), "--cron", "* * * * *",
                           "--store", str(store), "--name", "every-minute"], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert dep.returncode == 0, dep.stderr[-3000:]
@@ -218,7 +218,7 @@ def test_successive_halving_runs_every_rung_and_resumes(tmp_path, local_services
     spec = write_spec(tmp_path, "halving", seeds=[1, 2], space={"model.hidden": [[2], [3], [4], [5]]},
                       halving={"rungs": [40, 400], "keep": 0.5})
     env = env_without_services(**local_services.env())
-    cmd = [sys.executable, "-m", "flows.sweep", str(spec), "--store", str(tmp_path / "s"),
+    cmd = [sys.executable, "-m", "app", "sweep", str(spec), "--store", str(tmp_path / "s"),
            "--dask-address", local_services.dask_address, "--no-gradcheck"]
     first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cli import main
+from app.cli import main
 from pipeline.config import load_config
 from pipeline.datasets import load_data
 from pipeline.model import DeepLearningModel

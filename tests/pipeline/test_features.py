@@ -160,7 +160,7 @@ def test_autoencoder_from_mlflow_run_id(tmp_path, digits):
 
 
 def test_cli_features_prints_both_accuracies(tmp_path, capsys):
-    from pipeline.cli import main
+    from app.cli import main
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(_config(tmp_path)))
     assert main(["features", str(path), "--set", "conv.pool=5", "--out", str(tmp_path / "cli")]) == 0

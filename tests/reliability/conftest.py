@@ -29,7 +29,7 @@ def worker_env(api: str, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def rel_dask(tmp_path_factory, rel_prefect) -> str:
     """A scheduler + 2 single-threaded workers that no test kills."""
-    from pipeline.services import start_dask, stop_services
+    from app.services import start_dask, stop_services
 
     state = tmp_path_factory.mktemp("rel-dask")
     info = start_dask(state, n_workers=2, dashboard=False, env=worker_env(rel_prefect))
@@ -40,7 +40,7 @@ def rel_dask(tmp_path_factory, rel_prefect) -> str:
 @pytest.fixture
 def own_dask(tmp_path, rel_prefect):
     """Start a private cluster (``start(n_workers, **env)`` -> (address, state_dir)) that a test may kill."""
-    from pipeline.services import start_dask, stop_services
+    from app.services import start_dask, stop_services
 
     started: list[Path] = []
 

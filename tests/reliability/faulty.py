@@ -1,5 +1,5 @@
 """A trial function for fault injection: the real ``pipeline.train.run_training``, except that the trial
-whose ``model.seed`` is :data:`FAULT_SEED` raises. Passed to ``python -m flows.sweep --train-fn``."""
+whose ``model.seed`` is :data:`FAULT_SEED` raises. Passed to ``sweepnet sweep --train-fn`` (a hidden test hook)."""
 
 from __future__ import annotations
 

@@ -103,14 +103,14 @@ class Proc:
 
 
 def cli_sweep(spec: Path, store: Path, env: dict[str, str], *args: str, label: str = "run") -> Proc:
-    """``sweepnet sweep SPEC --store STORE ...`` (through ``python -m pipeline.cli``)."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--store", str(store), *args]
+    """``sweepnet sweep SPEC --store STORE ...`` (through ``python -m app``)."""
+    cmd = [sys.executable, "-m", "app", "sweep", str(spec), "--store", str(store), *args]
     return Proc(cmd, env, store.parent / "logs", label)
 
 
 def flow_sweep(spec: Path, store: Path, env: dict[str, str], *args: str, label: str = "run") -> Proc:
-    """``python -m flows.sweep SPEC`` (the flow entry point; it takes ``--train-fn``)."""
-    cmd = [sys.executable, "-m", "flows.sweep", str(spec), "--store", str(store),
+    """``sweepnet sweep SPEC`` writing ``--summary-json`` (tests pass the hidden ``--train-fn`` hook here)."""
+    cmd = [sys.executable, "-m", "app", "sweep", str(spec), "--store", str(store),
            "--summary-json", str(store.parent / f"{label}-summary.json"), *args]
     return Proc(cmd, env, store.parent / "logs", label)
 

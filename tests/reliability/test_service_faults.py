@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline._service_procs import free_port
+from app.services import free_port
 from tests.reliability import helpers as h
 
 pytestmark = [pytest.mark.reliability, pytest.mark.services]
@@ -24,7 +24,7 @@ SMALL = {**h.FAULT_SPEC, "name": "down-at-start", "seeds": [1, 2],
 
 
 def _kill_group(state: Path, name: str) -> None:
-    """SIGKILL a service started by ``pipeline.services`` (its own process group) in ``state``."""
+    """SIGKILL a service started by ``app.services`` (its own process group) in ``state``."""
     pid = int((state / "pids" / f"{name}.pid").read_text().split()[0])
     os.killpg(pid, signal.SIGKILL)
 
@@ -64,7 +64,7 @@ def test_mlflow_down_at_start_fails_fast_with_default_client_settings(tmp_path, 
 def test_mlflow_goes_away_mid_sweep_then_rerun_resumes(tmp_path, rel_prefect, own_dask, reference, request):
     """SIGKILL the MLflow server after 2 finished trials: the sweep fails (naming the server) or finishes;
     with the server back on the same store, the rerun completes every trial once, bit for bit."""
-    from pipeline.services import start_mlflow, stop_services
+    from app.services import start_mlflow, stop_services
 
     state = tmp_path / "mlflow"
     port = free_port()
@@ -120,7 +120,7 @@ def _check_http(uri: str, reference: dict, tmp_path: Path) -> dict:
 def prefect_loss(tmp_path_factory, reference):
     """Run the sweep against a private Prefect server, SIGKILL the server after 2 finished trials, wait for
     the sweep to end, bring the server back on the same port and state, rerun the same command."""
-    from pipeline.services import start_prefect, stop_services
+    from app.services import start_prefect, stop_services
 
     folder = tmp_path_factory.mktemp("prefect-loss")
     state = folder / "prefect"

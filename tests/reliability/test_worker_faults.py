@@ -118,7 +118,7 @@ def test_every_worker_dies_then_rerun_completes(tmp_path, rel_prefect, own_dask,
     assert fail_s < worker_timeout + 60
     ctx = h.sweep_ctx(h.sqlite_uri(store), h.FAULT_SPEC["name"])
     before = h.census(ctx)
-    from pipeline.services import stop_services
+    from app.services import stop_services
 
     stop_services(state)
     address2, _ = own_dask(2)

@@ -1,6 +1,6 @@
 """``sweepnet data patches|images|inspect``: build and check Parquet image datasets.
 
-Also runnable on its own: ``python -m pipeline.cli_data inspect PATH``.
+Also ``python -m app data inspect PATH``.
 """
 
 from __future__ import annotations
@@ -107,46 +107,39 @@ def _steps(args) -> list[dict]:
     return [{"name": s, "epsilon": args.zca_epsilon} for s in args.preprocess]
 
 
-def _report_written(path: Path, started: float) -> None:
+def _write(what: str, writer, args: argparse.Namespace, **kwargs) -> int:
+    """Run one dataset writer; report the file it wrote or the error (exit 1)."""
     from pipeline.datasets.checks import validate
 
+    started = time.perf_counter()
+    try:
+        path = Path(writer(args.out, args.source, colour=args.colour, preprocessing=_steps(args),
+                           rows_per_group=args.rows_per_group, created_by=f"sweepnet {_version()} data {what}",
+                           **kwargs))
+    except ValueError as err:
+        _say(f"error: {err}")
+        return 1
     report = validate(path, scan=False)
     size = path.stat().st_size / 1e6
     _say(f"wrote {path}: {report['rows']} rows of shape {report['shape']}, {report['shards']} shards, "
          f"{size:.2f} MB, {time.perf_counter() - started:.1f} s")
+    return 0
 
 
 def _cmd_patches(args: argparse.Namespace) -> int:
     from pipeline.datasets.writers import write_patches
 
-    started = time.perf_counter()
     _say(f"sampling {args.count} {args.size}x{args.size} {'colour' if args.colour else 'grey'} patches "
          f"from {args.source} (seed {args.seed}) ...")
-    try:
-        path = write_patches(args.out, args.source, size=args.size, count=args.count, seed=args.seed,
-                             colour=args.colour, whiten=args.whiten, preprocessing=_steps(args),
-                             rows_per_group=args.rows_per_group,
-                             created_by=f"sweepnet {_version()} data patches")
-    except ValueError as err:
-        _say(f"error: {err}")
-        return 1
-    _report_written(Path(path), started)
-    return 0
+    return _write("patches", write_patches, args, size=args.size, count=args.count, seed=args.seed,
+                  whiten=args.whiten)
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
     from pipeline.datasets.writers import write_images
 
-    started = time.perf_counter()
     _say(f"reading labelled images from {args.source} ...")
-    try:
-        path = write_images(args.out, args.source, colour=args.colour, preprocessing=_steps(args),
-                            rows_per_group=args.rows_per_group, created_by=f"sweepnet {_version()} data images")
-    except ValueError as err:
-        _say(f"error: {err}")
-        return 1
-    _report_written(Path(path), started)
-    return 0
+    return _write("images", write_images, args)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -178,15 +171,3 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  {key}: {value}")
     print("validation: OK" + (" (pixels not scanned)" if args.no_scan else " (types, shapes, NaN/inf)"))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``data`` on its own: ``python -m pipeline.cli_data patches ...``."""
-    parser = argparse.ArgumentParser(prog="sweepnet")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

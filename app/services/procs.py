@@ -1,4 +1,4 @@
-"""Process bookkeeping for :mod:`pipeline.services`: spawn, record, probe and stop by PID.
+"""Process bookkeeping for :mod:`app.services`: spawn, record, probe and stop by PID.
 
 Every process is started in its own session (``start_new_session=True``) so that its PID is
 also its process-group id: stopping sends SIGTERM to that group (the server and every helper
@@ -15,16 +15,18 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
 STATE_FILE = "services.json"
+STATE_LOCK = threading.Lock()
 
 
 class ServiceError(RuntimeError):
@@ -280,3 +282,13 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def record_service(state_dir: Path, recs: Iterable[ProcRecord], service: str, info: dict) -> None:
+    """Record ``recs`` and the ``service``'s info in the state file (thread-safe within a process)."""
+    with STATE_LOCK:
+        state = read_state(state_dir)
+        for rec in recs:
+            state["processes"][rec.name] = record_dict(rec)
+        state["services"][service] = info
+        write_state(state_dir, state)

@@ -1,7 +1,7 @@
 """The ``sweepnet`` command line.
 
-Each subcommand lives in its own module with a ``register(subparsers)``
-function; this file only wires them together.
+Each subcommand lives in its own module under ``app.commands`` with a ``register(subparsers)``
+function; this file only wires them together. ``python -m app ...`` is the same command.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMAND_MODULES = ("pipeline.cli_train", "pipeline.cli_data", "pipeline.cli_show", "pipeline.cli_features",
-                      "pipeline.cli_sweep", "pipeline.cli_services")
+SUBCOMMAND_MODULES = ("app.commands.train", "app.commands.data", "app.commands.show", "app.commands.features",
+                      "app.commands.sweep", "app.commands.services")
 
 DESCRIPTION = """\
 sweepnet: feed-forward networks on Numba kernels, swept over Dask with Prefect, tracked in MLflow.

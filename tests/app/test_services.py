@@ -1,6 +1,6 @@
 """Real local services: a real call to each, loopback-only listeners, MLflow basic auth, teardown.
 
-No mocks: every test talks to processes started by ``pipeline.services``.
+No mocks: every test talks to processes started by ``app.services``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline._service_procs import free_port, http_status, read_state
+from app.services import free_port, http_status, read_state
 
 pytestmark = pytest.mark.services
 
@@ -101,7 +101,7 @@ def test_prefect_process_worker_runs_a_deployment(prefect_server_url, sweepnet_s
 
     (tmp_path / "hello.py").write_text(
         "from prefect import flow\n\n@flow(name='infra-hello')\ndef hello(n: int = 1) -> int:\n"
-        "    import pipeline.services  # the project is importable in the flow-run process\n"
+        "    import app.services  # the project is importable in the flow-run process\n"
         "    return n * 2\n")
     pool = read_state(sweepnet_service_pool.state_dir)["services"]["prefect"]["work_pool"]
     with temporary_settings({PREFECT_API_URL: prefect_server_url}):
@@ -135,7 +135,7 @@ def test_mlflow_basic_auth_rejects_anonymous_and_accepts_credentials(mlflow_auth
 
 def _cli_round_trip(state: Path, only: str) -> None:
     """``up`` then ``status`` then ``down`` through the CLI; every started process must be gone."""
-    cli = [sys.executable, "-m", "pipeline.cli_services"]
+    cli = [sys.executable, "-m", "app", "services"]
     up = subprocess.run([*cli, "up", "--state-dir", str(state), "--only", only,
                          "--dask-workers", "1", "--no-prefect-ui", "--timeout", "240"],
                         capture_output=True, text=True, cwd=state.parent, timeout=300)

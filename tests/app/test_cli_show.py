@@ -6,7 +6,7 @@ from PIL import Image
 
 model_module = pytest.importorskip("pipeline.model")
 
-from pipeline.cli_show import main  # noqa: E402
+from app.cli import main as sweepnet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def model_path(tmp_path_factory):
 
 def test_show_writes_png_and_prints_score(model_path, tmp_path, capsys):
     out = tmp_path / "f.png"
-    assert main([str(model_path), "--out", str(out), "--scale", "2"]) == 0
+    assert sweepnet(["show", str(model_path), "--out", str(out), "--scale", "2"]) == 0
     with Image.open(out) as im:
         assert im.size == ((3 * 5 + 1) * 2, (2 * 5 + 1) * 2)  # 6 units: 3 columns x 2 rows of 4x4
     text = capsys.readouterr().out
@@ -31,7 +31,7 @@ def test_show_writes_png_and_prints_score(model_path, tmp_path, capsys):
 
 
 def test_show_refuses_deeper_layers(model_path, tmp_path, capsys):
-    assert main([str(model_path), "--out", str(tmp_path / "x.png"), "--layer", "1"]) == 1
+    assert sweepnet(["show", str(model_path), "--out", str(tmp_path / "x.png"), "--layer", "1"]) == 1
     assert "layer 1 is not connected to the pixels" in capsys.readouterr().err
 
 
@@ -39,8 +39,8 @@ def test_show_needs_an_image_shape(tmp_path, capsys):
     model = model_module.DeepLearningModel(autoencoder=True, hidden=[3], epochs=1, seed=0)
     model.fit(np.random.default_rng(1).random((20, 4)))
     path = model.save(tmp_path / "m.npz")
-    assert main([str(path), "--out", str(tmp_path / "x.png")]) == 1
+    assert sweepnet(["show", str(path), "--out", str(tmp_path / "x.png")]) == 1
     assert "records no image_shape" in capsys.readouterr().err
-    assert main([str(path), "--out", str(tmp_path / "y.png"), "--image-shape", "2,2"]) == 0
-    assert main([str(path), "--out", str(tmp_path / "z.png"), "--image-shape", "2,x"]) == 1
+    assert sweepnet(["show", str(path), "--out", str(tmp_path / "y.png"), "--image-shape", "2,2"]) == 0
+    assert sweepnet(["show", str(path), "--out", str(tmp_path / "z.png"), "--image-shape", "2,x"]) == 1
     assert "write H,W,C" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cli import main
+from app.cli import main
 from pipeline.model import DeepLearningModel
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

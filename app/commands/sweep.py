@@ -1,24 +1,19 @@
 """``sweepnet sweep``, ``sweepnet demo``, ``sweepnet ui`` and ``sweepnet deploy``.
 
-The pipeline never imports Prefect: these commands start the flow (``flows/sweep.py``) or the deployment
-helper (``flows/deploy.py``) as a child process, after exporting ``PREFECT_API_URL`` so that the flow and
-every Dask worker it spawns talk to one Prefect server.
+These call the flows in-process (``app.sweeps`` runs sweeps, ``flows.deploy`` registers schedules),
+after exporting ``PREFECT_API_URL`` so that the flow and every Dask worker it spawns talk to one Prefect
+server.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sweeps"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sweeps"
 DEMO = ("xor_census.yaml", "digits_grid.yaml")
 
 SWEEP_HELP = """\
@@ -99,86 +94,21 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gradcheck", action="store_true", help="skip the pre-flight gradient check")
     p.add_argument("--top", type=int, default=10, help="leaderboard lines to print (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="show Prefect and Dask logs")
-
-
-@contextmanager
-def prefect_server(store: Path, verbose: bool = False):
-    """Environment for one Prefect API: ``PREFECT_API_URL`` if set, else a local server for this command."""
-    env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    if not verbose:
-        env.update({"PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_LOGGING_ROOT_LEVEL": "WARNING",
-                    "DASK_LOGGING__DISTRIBUTED": "warning", "MLFLOW_LOGGING_LEVEL": "WARNING"})
-    if os.environ.get("PREFECT_API_URL"):
-        yield env
-        return
-    from pipeline.services import start_prefect, stop_services
-
-    state = (store / "prefect-for-sweeps").resolve()
-    print(f"starting a local Prefect server (state in {state}) ...", file=sys.stderr, flush=True)
-    info = start_prefect(state, worker=False, ui=False)
-    try:
-        yield {**env, "PREFECT_API_URL": info["api_url"], "PREFECT_HOME": str(state / "prefect")}
-    finally:
-        stop_services(state, only=["prefect"])
-
-
-def run_specs(args: argparse.Namespace) -> int:
-    """Run each sweep file in a child ``python -m flows.sweep`` process; print its summary."""
-    store = Path(args.store)
-    store.mkdir(parents=True, exist_ok=True)
-    worst = 0
-    with prefect_server(store, args.verbose) as env:
-        for spec in args.specs:
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "summary.json"
-                cmd = [sys.executable, "-m", "flows.sweep", spec, "--store", str(store),
-                       "--worker-timeout", str(args.worker_timeout), "--summary-json", str(out)]
-                cmd += ["--dask-address", args.dask_address] if args.dask_address else []
-                cmd += ["--workers", str(args.workers)] if args.workers else []
-                cmd += ["--no-gradcheck"] if args.no_gradcheck else []
-                code = subprocess.run(cmd, env={**os.environ, **env}).returncode
-                if out.exists():
-                    print_summary(json.loads(out.read_text()), args.top)
-                worst = max(worst, code)
-    print(f"\nOpen the MLflow UI:  sweepnet ui --store {store}   (then http://127.0.0.1:5000)")
-    return worst
-
-
-def print_summary(summary: dict, top: int) -> None:
-    """Leaderboard head, census (when seeds were swept) and the counts."""
-    folder = Path(summary["summary_dir"])
-    rows = list(csv.DictReader(open(folder / "leaderboard.csv")))
-    if rows:
-        metric_cols = list(rows[0])[list(rows[0]).index("rung") + 1: list(rows[0]).index("status")]
-        hide = {"run_id", "key", *metric_cols[3:]}  # objective + two more metrics; the rest is in the CSV
-        print("\n" + _table(rows[:top], hide, keep={"rank", "status", *metric_cols[:1]}))
-    census = list(csv.DictReader(open(folder / "census.csv"))) if (folder / "census.csv").exists() else []
-    if census and any(r.get("seed") for r in rows):
-        print("\ninitialisation census (share of seeds reaching the best objective / solved; spread over seeds):")
-        print(_table(census, set(), keep={"n_seeds", "n_failed", "share_best", "share_solved", "median"}))
-    print(f"\n{summary['trials']} trials: {summary['trials_finished']} finished, {summary['trials_failed']} failed, "
-          f"{summary.get('trials_skipped', 0)} skipped, {summary.get('trials_missing', 0)} missing. "
-          f"Tables and plots: {folder}")
-
-
-def _table(rows: list[dict], hide: set[str], keep: set[str]) -> str:
-    """Markdown of ``rows`` without hidden columns and without columns that never vary."""
-    cols = [c for c in rows[0] if c not in hide and (c in keep or len({r[c] for r in rows}) > 1)]
-    return _md([cols] + [[r[c] for c in cols] for r in rows])
-
-
-def _md(table: list[list[str]]) -> str:
-    head, body = table[0], table[1:]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+    p.add_argument("--summary-json", default=None, metavar="FILE",
+                   help="also write the last sweep's counts, timing and best trial as JSON")
+    # a test hook: the dotted path of the per-trial training function (fault-injection tests swap it)
+    p.add_argument("--train-fn", default=None, help=argparse.SUPPRESS)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    return run_specs(args)
+    from app.sweeps import run_specs
+
+    return run_specs(args.specs, store=Path(args.store), dask_address=args.dask_address, n_workers=args.workers,
+                     worker_timeout=args.worker_timeout, check_gradient=not args.no_gradcheck, top=args.top,
+                     verbose=args.verbose, summary_json=args.summary_json, train_fn=args.train_fn)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    return run_specs(args)
+cmd_demo = cmd_sweep
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -196,8 +126,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     if not os.environ.get("PREFECT_API_URL"):
-        raise RuntimeError("schedules need a real Prefect server: run `eval \"$(sweepnet services up --only prefect)\"` "
-                           "(or export PREFECT_API_URL) and deploy again")
-    cmd = [sys.executable, "-m", "flows.deploy", args.spec, "--cron", args.cron, "--pool", args.pool,
-           "--store", args.store] + (["--name", args.name] if args.name else []) + (["--serve"] if args.serve else [])
-    return subprocess.run(cmd).returncode
+        print("PREFECT_API_URL is not set: schedules need a running `prefect server`; run "
+              "`eval \"$(sweepnet services up --only prefect)\"` (or export PREFECT_API_URL) and deploy again",
+              file=sys.stderr)
+        return 2
+    from flows import deploy
+
+    dep = deploy(args.spec, args.cron, args.name, args.pool, args.store, args.serve)
+    print(f"deployment {dep} scheduled with cron {args.cron!r} on {os.environ['PREFECT_API_URL']}")
+    return 0

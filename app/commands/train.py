@@ -6,8 +6,6 @@ import argparse
 import sys
 import time
 
-import yaml
-
 from pipeline.config import ModelSpec
 
 
@@ -27,11 +25,13 @@ def _fields_help() -> str:
 
 
 def parse_override(text: str):
-    """``--set KEY=VALUE`` → (dotted key, YAML-parsed value); shared by the config-taking subcommands."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: use KEY=VALUE with a dotted key, e.g. --set model.epochs=50")
-    key, value = text.split("=", 1)
-    return key, yaml.safe_load(value)
+    """argparse ``type=`` for ``--set KEY=VALUE`` (see :func:`pipeline.config.parse_override`)."""
+    from pipeline.config import parse_override as parse
+
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def register(subparsers) -> None:
@@ -95,8 +95,7 @@ def _train(args) -> int:
 
 def _write_picture(model, model_path) -> None:
     """A model trained on images or patches gets its first-layer feature picture beside it."""
-    from pipeline.cli_show import feature_inputs
-    from pipeline.pictures import localization_score, write_feature_picture
+    from pipeline.pictures import feature_inputs, localization_score, write_feature_picture
 
     W, shape, steps = feature_inputs(model)
     picture = write_feature_picture(W, shape, model_path.with_suffix(".png"), steps)

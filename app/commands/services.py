@@ -1,6 +1,6 @@
 """``sweepnet services up|down|status``: real local services for sweeps, on 127.0.0.1.
 
-Also runnable on its own: ``python -m pipeline.cli_services up`` (what ``infra/local/up.sh`` does).
+Also ``python -m app services up`` (what ``infra/local/up.sh`` runs).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from pipeline.services import (
+from app.services import (
     DEFAULT_POOL,
     DEFAULT_STATE_DIR,
     SERVICES,
@@ -139,15 +139,3 @@ def _cmd_status(args: argparse.Namespace) -> int:
               f"{str(r.get('healthy')):<7}  {r['log']}")
     print(svc.exports())
     return 0 if all(r["alive"] for r in rows) else 3
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``services`` standalone: ``python -m pipeline.cli_services up``."""
-    parser = argparse.ArgumentParser(prog="sweepnet")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["services", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -41,19 +41,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _find(tree, key, depth: int = 3):
-    """First value stored under ``key`` in nested dicts (the model's ``extra``)."""
-    if not isinstance(tree, dict) or depth < 0:
-        return None
-    if tree.get(key) is not None:
-        return tree[key]
-    for value in tree.values():
-        found = _find(value, key, depth - 1)
-        if found is not None:
-            return found
-    return None
-
-
 def _parse_shape(text: str) -> tuple[int, int, int]:
     try:
         shape = tuple(int(v) for v in text.split(","))
@@ -66,42 +53,8 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
     return shape
 
 
-def picture_steps(model, preprocessing) -> list:
-    """The data's fitted preprocessing steps plus the model's own input scaling, in order."""
-    steps = list(preprocessing or [])
-    scaler = getattr(model, "scaler_", None)
-    if scaler and (any(o != 0 for o in scaler["offset"]) or any(s != 1 for s in scaler["scale"])):
-        steps.append({"name": "standardize", "mean": scaler["offset"], "sd": scaler["scale"]})
-    return steps
-
-
-def feature_inputs(model, layer: int = 0, image_shape=None):
-    """(W, image_shape, preprocessing) for drawing ``model``'s first layer.
-
-    Raises
-    ------
-    ValueError
-        For ``layer != 0`` or a model without a known image shape.
-    """
-    if layer != 0:
-        raise ValueError(
-            f"layer {layer} is not connected to the pixels, so 'the input that maximally activates a "
-            "unit' is no longer W_i/||W_i|| and cannot be drawn as one image per unit; sweepnet draws "
-            "only layer 0 (the first hidden layer). Use --layer 0.")
-    extra = getattr(model, "extra_", {}) or {}
-    # the fitted steps live in the data meta; the config holds only their unfitted spec
-    fitted = extra.get("data_meta") or {}
-    shape = image_shape or _find(fitted, "image_shape") or _find(extra, "image_shape")
-    if shape is None:
-        raise ValueError("the model file records no image_shape (it was not trained on an image/patch "
-                         "dataset); pass --image-shape H,W,C, e.g. --image-shape 8,8,1.")
-    steps = picture_steps(model, _find(fitted, "preprocessing") or _find(extra, "preprocessing"))
-    W, _ = model.layer_params(0)
-    return W, tuple(int(v) for v in shape), steps
-
-
 def _cmd_show(args: argparse.Namespace) -> int:
-    from pipeline.pictures import localization_score, write_feature_picture
+    from pipeline.pictures import feature_inputs, localization_score, write_feature_picture
 
     try:
         from pipeline.model import DeepLearningModel  # lazy: the engine is heavy to import
@@ -118,15 +71,3 @@ def _cmd_show(args: argparse.Namespace) -> int:
           f"({'preprocessing: ' + ', '.join(s['name'] for s in steps) if steps else 'raw pixels'})")
     print(f"localization score (share of localized, oriented filters): {score:.2f}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``show`` on its own: ``python -m pipeline.cli_show MODEL --out PNG``."""
-    parser = argparse.ArgumentParser(prog="sweepnet")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["show", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from pipeline.cli_train import parse_override
+from app.commands.train import parse_override
 
 EPILOG = """\
 what it does

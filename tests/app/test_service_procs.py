@@ -1,4 +1,4 @@
-"""Process bookkeeping of pipeline.services, on plain `sleep` processes (no servers needed)."""
+"""Process bookkeeping of app.services, on plain `sleep` processes (no servers needed)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline import _service_procs as procs
-from pipeline.services import ServiceError, ServiceSet, start_services, stop_services
+from app.services import procs
+from app.services import ServiceError, ServiceSet, start_services, stop_services
 
 SLEEPER = [sys.executable, "-c",
            "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "

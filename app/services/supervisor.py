@@ -1,0 +1,226 @@
+"""Real local services on loopback: Dask scheduler + workers, MLflow server, Prefect server + worker.
+
+``start_services`` starts the requested services as detached processes under a state
+directory (default ``.sweepnet/services/``): PID files in ``pids/``, logs in ``logs/``, data
+(MLflow SQLite + artifacts, Prefect home) in per-service folders, and ``services.json`` with
+what was started. It returns only once each service answers a real request, not merely a
+health probe. ``stop_services`` stops what that state directory records, by PID.
+
+Everything binds 127.0.0.1 unless ``host`` says otherwise, which is an explicit choice.
+
+Examples
+--------
+>>> svc = start_services(["dask", "mlflow"], dask_workers=2)   # doctest: +SKIP
+>>> svc.env()                                                  # doctest: +SKIP
+{'SWEEPNET_DASK_ADDRESS': 'tcp://127.0.0.1:40123', 'MLFLOW_TRACKING_URI': 'http://127.0.0.1:...'}
+>>> stop_services()                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.services import procs
+from app.services.procs import ServiceError, free_port, http_status
+from app.services.starters import DEFAULT_POOL, LOOPBACK, client_host, start_dask, start_mlflow, start_prefect
+
+DEFAULT_STATE_DIR = Path(".sweepnet") / "services"
+SERVICES = ("dask", "mlflow", "prefect")
+_STOP_ORDER = ("prefect-worker", "prefect-server", "mlflow-server", "dask-worker", "dask-scheduler")
+
+
+@dataclass(frozen=True)
+class ServiceSet:
+    """Where the running services answer (None for a service that is not running).
+
+    Attributes
+    ----------
+    state_dir : Path
+        The state directory that records the processes.
+    dask_address : str or None
+        ``tcp://127.0.0.1:PORT``, for ``distributed.Client`` or ``--dask-address``.
+    mlflow_tracking_uri : str or None
+        ``http://127.0.0.1:PORT``, for ``MLFLOW_TRACKING_URI``.
+    prefect_api_url : str or None
+        ``http://127.0.0.1:PORT/api``, for ``PREFECT_API_URL``.
+    prefect_work_pool : str or None
+        Name of the ``process`` work pool that the started Prefect worker polls.
+    startup_s : dict of str to float
+        Measured seconds from spawn to a served real request, per service.
+    """
+
+    state_dir: Path
+    dask_address: str | None = None
+    dask_dashboard_url: str | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_auth: bool = False
+    prefect_api_url: str | None = None
+    prefect_work_pool: str | None = None
+    startup_s: dict[str, float] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point clients (sweeps, flows, workers) at these services."""
+        env = {}
+        if self.dask_address:
+            env["SWEEPNET_DASK_ADDRESS"] = self.dask_address
+        if self.mlflow_tracking_uri:
+            env["MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
+        if self.prefect_api_url:
+            env["PREFECT_API_URL"] = self.prefect_api_url
+        return env
+
+    def exports(self) -> str:
+        """Shell ``export`` lines for :meth:`env` (credentials are never printed)."""
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in self.env().items()]
+        if self.mlflow_auth:
+            lines.append("# MLflow basic auth: also export MLFLOW_TRACKING_USERNAME/PASSWORD")
+        return "\n".join(lines)
+
+
+
+# ---------------------------------------------------------------- the set
+def _parse_only(only: Iterable[str] | str | None) -> tuple[str, ...]:
+    if only is None:
+        return SERVICES
+    names = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
+    bad = [n for n in names if n not in SERVICES]
+    if bad or not names:
+        raise ValueError(f"only={only!r} names unknown services {bad}; choose from {','.join(SERVICES)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _worker_env(sdir: Path, todo: list[str], host: str, ports: dict[str, int]) -> dict[str, str]:
+    """URLs of the MLflow/Prefect services (running or about to start) for the Dask workers.
+
+    Ports are chosen before anything starts so that the workers get them in their environment.
+    """
+    env = {k: v for k, v in load_service_set(sdir).env().items() if k != "SWEEPNET_DASK_ADDRESS"}
+    if "mlflow" in todo:
+        env["MLFLOW_TRACKING_URI"] = f"http://{client_host(host)}:{ports['mlflow']}"
+    if "prefect" in todo:
+        env["PREFECT_API_URL"] = f"http://{client_host(host)}:{ports['prefect']}/api"
+    return env
+
+
+def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path | str | None = None,
+                   host: str = LOOPBACK, dask_workers: int = 2, mlflow_auth: bool = False,
+                   mlflow_backend_store_uri: str | None = None, prefect_pool: str = DEFAULT_POOL,
+                   prefect_ui: bool = True, timeout: float = 180.0) -> ServiceSet:
+    """Start the requested services concurrently (those already running are kept) and wait for them.
+
+    Parameters
+    ----------
+    only : iterable of {"dask", "mlflow", "prefect"} or comma-separated str, optional
+        Services to start; all three by default.
+    state_dir : path, optional
+        Where PIDs, logs and data live; ``.sweepnet/services`` by default.
+    host : str
+        Bind address. ``127.0.0.1`` by default; anything else exposes the service to the network.
+
+    Raises
+    ------
+    ServiceError
+        When a service exits or does not answer within ``timeout``; the services this call
+        started are stopped again before raising.
+    """
+    names = _parse_only(only)
+    sdir = Path(state_dir or DEFAULT_STATE_DIR).resolve()
+    sdir.mkdir(parents=True, exist_ok=True)
+    running = set(_running_services(sdir))
+    todo = [n for n in names if n not in running]
+    ports = {n: free_port(LOOPBACK) for n in ("mlflow", "prefect")}
+    client_env = _worker_env(sdir, todo, host, ports)
+    starters = {
+        "dask": lambda: start_dask(sdir, n_workers=dask_workers, host=host, timeout=timeout,
+                                   env=client_env),
+        "mlflow": lambda: start_mlflow(sdir, host=host, port=ports["mlflow"], auth=mlflow_auth,
+                                       backend_store_uri=mlflow_backend_store_uri, timeout=timeout),
+        "prefect": lambda: start_prefect(sdir, host=host, port=ports["prefect"], pool=prefect_pool,
+                                         ui=prefect_ui, timeout=timeout),
+    }
+    with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+        futures = {n: pool.submit(starters[n]) for n in todo}
+    errors = [f"{n}: {f.exception()}" for n, f in futures.items() if f.exception()]
+    if errors:
+        stop_services(sdir, only=todo)
+        raise ServiceError("could not start services, stopped them again:\n" + "\n".join(errors))
+    return load_service_set(sdir)
+
+
+def _running_services(state_dir: Path) -> list[str]:
+    """Services whose every recorded process is alive and whose start-up completed."""
+    state = procs.read_state(state_dir)
+    out = []
+    for service, info in state["services"].items():
+        recs = [procs.record_from(r) for r in state["processes"].values() if r["service"] == service]
+        if recs and not info.get("starting") and all(procs.is_alive(r) for r in recs):
+            out.append(service)
+    return out
+
+
+def load_service_set(state_dir: Path | str | None = None) -> ServiceSet:
+    """The :class:`ServiceSet` of the services recorded as running in ``state_dir``."""
+    sdir = Path(state_dir or DEFAULT_STATE_DIR)
+    services = procs.read_state(sdir)["services"]
+    live = set(_running_services(sdir))
+    dask = services.get("dask", {}) if "dask" in live else {}
+    mlflow = services.get("mlflow", {}) if "mlflow" in live else {}
+    prefect = services.get("prefect", {}) if "prefect" in live else {}
+    startup = {k: services[k]["startup_s"] for k in live if "startup_s" in services[k]}
+    return ServiceSet(sdir, dask.get("address"), dask.get("dashboard_url"),
+                      mlflow.get("tracking_uri"), bool(mlflow.get("auth")),
+                      prefect.get("api_url"), prefect.get("work_pool"), startup)
+
+
+def stop_services(state_dir: Path | str | None = None, *, only: Iterable[str] | str | None = None,
+                  timeout: float = 10.0) -> list[str]:
+    """Stop the processes recorded in ``state_dir`` (SIGTERM, then SIGKILL after ``timeout``).
+
+    Returns the names of the processes that were running. Only PIDs recorded by
+    :func:`start_services` are touched, and only if their creation time still matches.
+    """
+    names = _parse_only(only)
+    sdir = Path(state_dir or DEFAULT_STATE_DIR)
+    with procs.STATE_LOCK:
+        state = procs.read_state(sdir)
+    recs = [procs.record_from(r) for r in state["processes"].values() if r["service"] in names]
+    recs.sort(key=lambda r: next(i for i, p in enumerate(_STOP_ORDER) if r.name.startswith(p)))
+    # Services stop concurrently (the Prefect worker alone takes ~7 s to deregister);
+    # within a service, in order: workers before their server.
+    groups = {s: [r for r in recs if r.service == s] for s in names}
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        done = pool.map(lambda g: [r.name for r in g if procs.stop(r, timeout)], groups.values())
+    stopped = [name for group in done for name in group]
+    with procs.STATE_LOCK:
+        state = procs.read_state(sdir)
+        for rec in recs:
+            state["processes"].pop(rec.name, None)
+            (sdir / "pids" / f"{rec.name}.pid").unlink(missing_ok=True)
+        for service in names:
+            state["services"].pop(service, None)
+        if sdir.exists():
+            procs.write_state(sdir, state)
+    return stopped
+
+
+def service_status(state_dir: Path | str | None = None) -> list[dict]:
+    """One row per recorded process: name, service, pid, alive, log; plus a health probe."""
+    sdir = Path(state_dir or DEFAULT_STATE_DIR)
+    state = procs.read_state(sdir)
+    rows = []
+    for data in state["processes"].values():
+        rec = procs.record_from(data)
+        rows.append({"name": rec.name, "service": rec.service, "pid": rec.pid,
+                     "alive": procs.is_alive(rec), "log": rec.log})
+    for service, info in state["services"].items():
+        url = {"mlflow": info.get("tracking_uri", "") + "/health",
+               "prefect": info.get("api_url", "") + "/health"}.get(service)
+        healthy = http_status(url) == 200 if url else None
+        for row in rows:
+            if row["service"] == service:
+                row["healthy"] = healthy if healthy is not None else row["alive"]
+    return rows

@@ -1,0 +1,147 @@
+"""Run sweep files in this process: one Prefect API for all of them, the flow per file, the summary printed.
+
+``sweepnet sweep`` and ``sweepnet demo`` land here. Prefect reads its settings when it is first imported,
+so the API URL and log levels go into ``os.environ`` before ``flows`` is imported; the Dask workers the
+flow spawns inherit them, so every task talks to the same server.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_REFUSED, EXIT_TRIALS_FAILED = 0, 1, 2, 3
+
+_QUIET = {"PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_LOGGING_ROOT_LEVEL": "WARNING",
+          "DASK_LOGGING__DISTRIBUTED": "warning", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+
+
+@contextmanager
+def prefect_api(store: Path, verbose: bool = False) -> Iterator[str | None]:
+    """``PREFECT_API_URL`` if set, else a local Prefect server for this command (stopped by PID on exit)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        for key, value in _QUIET.items():
+            os.environ.setdefault(key, value)
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    from app.services import start_prefect, stop_services
+
+    state = (store / "prefect-for-sweeps").resolve()
+    print(f"starting a local Prefect server (state in {state}) ...", file=sys.stderr, flush=True)
+    info = start_prefect(state, worker=False, ui=False)
+    os.environ.update(PREFECT_API_URL=info["api_url"], PREFECT_HOME=str(state / "prefect"))
+    try:
+        yield info["api_url"]
+    finally:
+        _flush_prefect()  # logs and events still queued for the server go out before it stops
+        stop_services(state, only=["prefect"])
+        for key in ("PREFECT_API_URL", "PREFECT_HOME"):
+            os.environ.pop(key, None)
+
+
+def _flush_prefect() -> None:
+    if "prefect" not in sys.modules:
+        return
+    from prefect._internal.concurrency.services import QueueService
+
+    try:
+        QueueService.drain_all(timeout=10)
+    except Exception:  # best effort: the sweep's results are already in MLflow
+        pass
+
+
+def run_one(spec: str, store: Path, **options) -> tuple[int, dict | None]:
+    """One sweep file through ``flows.run_sweep``: (exit code, summary or None); errors printed."""
+    from flows import run_sweep
+    from pipeline.sweep import driver
+
+    out_dir = str(store / "summaries" / Path(spec).stem)
+    try:
+        result = run_sweep(spec, str(store), out_dir=out_dir, **options)
+    except (driver.SweepRefused, ValueError, FileNotFoundError) as err:
+        print(f"sweep refused: {err}", file=sys.stderr)
+        return EXIT_REFUSED, None
+    except Exception as err:  # the sweep itself broke (e.g. every worker gone): say why, exit 1
+        print(f"sweep failed: {type(err).__name__}: {err}{_service_hint(err)}", file=sys.stderr)
+        return EXIT_ERROR, None
+    failed = result["trials_failed"] or result["trials_missing"]
+    return (EXIT_TRIALS_FAILED if failed else EXIT_OK), result
+
+
+def run_specs(specs: list[str], store: Path, *, dask_address: str | None = None, n_workers: int | None = None,
+              worker_timeout: float = 120.0, check_gradient: bool = True, top: int = 10, verbose: bool = False,
+              summary_json: str | None = None, train_fn: str | None = None) -> int:
+    """Run each sweep file in turn and print its summary; the exit code is the worst of them."""
+    store.mkdir(parents=True, exist_ok=True)
+    options = dict(dask_address=dask_address, n_workers=n_workers, worker_timeout=worker_timeout,
+                   check_gradient=check_gradient)
+    if train_fn:
+        options["train_fn"] = train_fn
+    worst = EXIT_OK
+    with prefect_api(store, verbose):
+        for spec in specs:
+            code, result = run_one(spec, store, **options)
+            if result is not None:
+                print_summary(result, top)
+                if summary_json:
+                    Path(summary_json).write_text(summary_to_json(result))
+            worst = max(worst, code)
+    print(f"\nOpen the MLflow UI:  sweepnet ui --store {store}   (then http://127.0.0.1:5000)")
+    return worst
+
+
+def summary_to_json(result: dict) -> str:
+    """The sweep's counts, timing and best trial as JSON (non-finite floats as null)."""
+    def clean(v):
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    best = result.get("best") or {}
+    slim = {k: clean(v) for k, v in result.items() if k != "best"}
+    slim["best"] = {k: clean(v) for k, v in best.items() if k in ("key", "run_id", "objective", "axes", "seed")}
+    return json.dumps(slim, indent=2, default=str)
+
+
+def _service_hint(err: BaseException) -> str:
+    """Name the Prefect API when it is what went away (httpx errors say only 'connection refused')."""
+    if type(err).__module__.split(".")[0] in ("httpx", "httpcore"):
+        api = os.environ.get("PREFECT_API_URL", "the temporary Prefect server")
+        return (f" (the Prefect API at {api} stopped answering; bring it back and rerun the same command: "
+                "finished trials are skipped)")
+    return ""
+
+
+def print_summary(summary: dict, top: int) -> None:
+    """Leaderboard head, census (when seeds were swept) and the counts."""
+    folder = Path(summary["summary_dir"])
+    rows = list(csv.DictReader(open(folder / "leaderboard.csv")))
+    if rows:
+        metric_cols = list(rows[0])[list(rows[0]).index("rung") + 1: list(rows[0]).index("status")]
+        hide = {"run_id", "key", *metric_cols[3:]}  # objective + two more metrics; the rest is in the CSV
+        print("\n" + _table(rows[:top], hide, keep={"rank", "status", *metric_cols[:1]}))
+    census = list(csv.DictReader(open(folder / "census.csv"))) if (folder / "census.csv").exists() else []
+    if census and any(r.get("seed") for r in rows):
+        print("\ninitialisation census (share of seeds reaching the best objective / solved; spread over seeds):")
+        print(_table(census, set(), keep={"n_seeds", "n_failed", "share_best", "share_solved", "median"}))
+    print(f"\n{summary['trials']} trials: {summary['trials_finished']} finished, {summary['trials_failed']} failed, "
+          f"{summary.get('trials_skipped', 0)} skipped, {summary.get('trials_missing', 0)} missing. "
+          f"Tables and plots: {folder}")
+
+
+def _table(rows: list[dict], hide: set[str], keep: set[str]) -> str:
+    """Markdown of ``rows`` without hidden columns and without columns that never vary."""
+    cols = [c for c in rows[0] if c not in hide and (c in keep or len({r[c] for r in rows}) > 1)]
+    return _md([cols] + [[r[c] for c in cols] for r in rows])
+
+
+def _md(table: list[list[str]]) -> str:
+    head, body = table[0], table[1:]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
