@@ -94,9 +94,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gradcheck", action="store_true", help="skip the pre-flight gradient check")
     p.add_argument("--top", type=int, default=10, help="leaderboard lines to print (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="show Prefect and Dask logs")
-    p.add_argument("--summary-json", default=None, metavar="FILE",
-                   help="also write the last sweep's counts, timing and best trial as JSON")
-    # a test hook: the dotted path of the per-trial training function (fault-injection tests swap it)
+    # hooks for tests and benchmarks, hidden from --help: the last sweep's counts and timing as JSON, and the
+    # dotted path of the per-trial training function (fault-injection tests swap it)
+    p.add_argument("--summary-json", default=None, help=argparse.SUPPRESS)
     p.add_argument("--train-fn", default=None, help=argparse.SUPPRESS)
 
 
@@ -126,10 +126,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     if not os.environ.get("PREFECT_API_URL"):
-        print("PREFECT_API_URL is not set: schedules need a running `prefect server`; run "
-              "`eval \"$(sweepnet services up --only prefect)\"` (or export PREFECT_API_URL) and deploy again",
-              file=sys.stderr)
-        return 2
+        raise RuntimeError("schedules need a real Prefect server: run `eval \"$(sweepnet services up --only prefect)\"` "
+                           "(or export PREFECT_API_URL) and deploy again")
     from flows import deploy
 
     dep = deploy(args.spec, args.cron, args.name, args.pool, args.store, args.serve)

@@ -1,0 +1,48 @@
+"""app.sweeps and app.commands.sweep: the parts of `sweepnet sweep/deploy` that need no servers."""
+
+import json
+import math
+
+import pytest
+
+from app.cli import main as sweepnet
+from app.sweeps import print_summary, summary_to_json
+
+
+def test_summary_json_turns_non_finite_numbers_into_null_and_keeps_the_best_trial_short():
+    result = {"trials": 2, "trials_failed": 1, "timing": {"prepare_s": 1.5},
+              "best": {"key": "k1", "objective": math.nan, "seed": 3, "metrics": {"train_MSE": 0.1}},
+              "worst_objective": math.inf}
+    data = json.loads(summary_to_json(result))
+    assert data["worst_objective"] is None
+    assert data["best"] == {"key": "k1", "objective": None, "seed": 3}  # the metrics dict stays in MLflow
+    assert data["timing"] == {"prepare_s": 1.5}
+
+
+def test_print_summary_shows_the_leaderboard_head_and_the_counts(tmp_path, capsys):
+    (tmp_path / "leaderboard.csv").write_text(
+        "rank,key,run_id,model.hidden,rung,train_MSE,train_logloss,epochs,extra_metric,status\n"
+        "1,k1,r1,[2],0,0.01,0.1,10,5,FINISHED\n"
+        "2,k2,r2,[3],0,0.02,0.2,10,6,FINISHED\n")
+    print_summary({"summary_dir": str(tmp_path), "trials": 2, "trials_finished": 2, "trials_failed": 0}, top=2)
+    out = capsys.readouterr().out
+    # run ids, keys and metrics past the third are hidden, and so are columns that never vary (epochs)
+    assert "| rank | model.hidden | train_MSE | train_logloss | status |" in out
+    assert "| 2 | [3] | 0.02 | 0.2 | FINISHED |" in out
+    assert "2 trials: 2 finished, 0 failed, 0 skipped, 0 missing." in out
+    print_summary({"summary_dir": str(tmp_path), "trials": 2, "trials_finished": 2, "trials_failed": 0}, top=1)
+    assert "| 2 |" not in capsys.readouterr().out  # --top 1 prints one row
+
+
+def test_deploy_without_a_prefect_server_says_how_to_start_one(monkeypatch, capsys):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert sweepnet(["deploy", "examples/sweeps/xor_census.yaml", "--cron", "0 3 * * *"]) == 1
+    err = capsys.readouterr().err
+    assert "schedules need a real Prefect server" in err and "sweepnet services up --only prefect" in err
+
+
+@pytest.mark.parametrize("hook", ["--summary-json", "--train-fn"])
+def test_test_hooks_stay_out_of_the_help(hook, capsys):
+    with pytest.raises(SystemExit):
+        sweepnet(["sweep", "--help"])
+    assert hook not in capsys.readouterr().out
