@@ -57,6 +57,36 @@ def _exp_parts(v):
 
 
 @inline
+def _elementwise_span(code, backward, z, a, da, out, zo, ao, dao, oo, n_out):
+    """tanh, rectifier and linear on a column span of every row, forward and backward in one loop.
+
+    Forward (``backward`` False): ``out = f(z)``; backward: ``out = da * f'(z)``
+    from the saved ``z`` and ``a``. Spans of ``n_out`` entries at the uint64
+    offsets ``zo, ao, dao, oo`` (see :func:`_activate_span`). The branches test
+    loop-invariant arguments, so LLVM unswitches them out of the loop and each
+    variant still vectorises (measured: the same time as one loop per case,
+    forward and backward, float32 and float64).
+    """
+    for i in range(out.shape[0]):
+        for j in range(n_out):
+            zz = z[i, zo + j]
+            if backward:
+                g = da[i, dao + j]
+                if code == TANH:
+                    out[i, oo + j] = g * (1 - a[i, ao + j] * a[i, ao + j])
+                elif code == RECTIFIER:
+                    out[i, oo + j] = g if zz > 0 else 0
+                else:
+                    out[i, oo + j] = g
+            elif code == TANH:
+                out[i, oo + j] = math.tanh(zz)
+            elif code == RECTIFIER:
+                out[i, oo + j] = zz if zz > 0.0 else 0.0
+            else:
+                out[i, oo + j] = zz
+
+
+@inline
 def _activate_span(code, pieces, z, a, zo, ao, n_out):
     """Forward on a column span of every row: ``a[i, ao:ao + n_out] = f(z[i, zo:zo + n_out * pieces])``.
 
@@ -94,18 +124,8 @@ def _activate_span(code, pieces, z, a, zo, ao, n_out):
                 for k in range(1, pieces):
                     best = max(best, z[i, zo + j * pieces + k])
                 a[i, ao + j] = best
-    elif code == TANH:
-        for i in range(batch):
-            for j in range(n_out):
-                a[i, ao + j] = math.tanh(z[i, zo + j])
-    elif code == RECTIFIER:
-        for i in range(batch):
-            for j in range(n_out):
-                a[i, ao + j] = z[i, zo + j] if z[i, zo + j] > 0.0 else 0.0
     else:
-        for i in range(batch):
-            for j in range(n_out):
-                a[i, ao + j] = z[i, zo + j]
+        _elementwise_span(code, False, z, a, a, a, zo, ao, ao, ao, n_out)
 
 
 @inline
@@ -176,7 +196,8 @@ def _activate_backward_span(code, pieces, z, a, da, dz, zo, ao, dao, dzo, n_out)
     Softmax is handled by the loss (its Jacobian couples the outputs). Arrays
     and uint64 offsets as in :func:`_activate_span`: the spans of z and dz
     hold ``n_out * pieces`` entries, those of a and da ``n_out``. The branch
-    on ``code`` sits outside the loops so each loop vectorises.
+    on ``code`` sits outside the loops (or is unswitched out of them) so each
+    loop vectorises.
     """
     batch = a.shape[0]
     if code == MAXOUT:
@@ -194,18 +215,8 @@ def _activate_backward_span(code, pieces, z, a, da, dz, zo, ao, dao, dzo, n_out)
         for i in range(batch):
             for j in range(n_out):
                 dz[i, dzo + j] = da[i, dao + j] * a[i, ao + j] * (1 - a[i, ao + j])
-    elif code == TANH:
-        for i in range(batch):
-            for j in range(n_out):
-                dz[i, dzo + j] = da[i, dao + j] * (1 - a[i, ao + j] * a[i, ao + j])
-    elif code == RECTIFIER:
-        for i in range(batch):
-            for j in range(n_out):
-                dz[i, dzo + j] = da[i, dao + j] if z[i, zo + j] > 0 else 0
     else:
-        for i in range(batch):
-            for j in range(n_out):
-                dz[i, dzo + j] = da[i, dao + j]
+        _elementwise_span(code, True, z, a, da, dz, zo, ao, dao, dzo, n_out)
 
 
 @inline
