@@ -32,8 +32,7 @@ def _data():
 
 
 def _sweepnet():
-    from kernels.layout import make_layout
-    from kernels.network import hyper_vector, loss_and_grad, make_workspace
+    from kernels import hyper_vector, loss_and_grad, make_layout, make_workspace
 
     X, W1, W2 = _data()
     layout, _ = make_layout([VISIBLE, HIDDEN, VISIBLE], ["sigmoid", "sigmoid"])

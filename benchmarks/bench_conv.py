@@ -90,12 +90,12 @@ def worker(kind, n, repeats):
         conv = FLOP_PER_IMAGE / _best(lambda: W @ cols.T, repeats * 5)
         return {"gemm_square_gflops": square / 1e9, "gemm_conv_shape_gflops": conv / 1e9}
     if kind == "pool":
-        from kernels.pool import pool2d
+        from kernels import pool2d
         x = np.random.default_rng(0).random((n, K, OH, OH), dtype=np.float32)
         t = _best(lambda: pool2d(x, POOL), repeats)
         return {"pool_gbytes_per_s": x.nbytes / t / 1e9}
     if kind == "memory":
-        from kernels.conv import convolve_and_pool
+        from kernels import convolve_and_pool
         images, W, b = _data(n)
         t0 = time.perf_counter()
         out = convolve_and_pool(images, W, b, POOL)
@@ -103,7 +103,7 @@ def worker(kind, n, repeats):
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     images, W, b = _data(n)
     if kind == "sweepnet":
-        from kernels.conv import convolve_and_pool
+        from kernels import convolve_and_pool
         fn = lambda: convolve_and_pool(images, W, b, POOL)  # noqa: E731
     elif kind == "numpy":
         fn = lambda: _numpy_conv_pool(images, W, b)  # noqa: E731

@@ -37,8 +37,7 @@ GEMM_SHARE_TARGET = 0.85
 
 # --------------------------------------------------------------------------- sweepnet worker
 def _sweepnet_case(case, X, Y):
-    from kernels.layout import bias_view, make_layout, weight_view
-    from kernels.network import hyper_vector, train_epochs
+    from kernels import bias_view, hyper_vector, make_layout, train_epochs, weight_view
 
     layout, n_params = make_layout(case["sizes"], case["acts"])
     params = np.zeros(n_params, common.DTYPE)
@@ -64,14 +63,14 @@ def _sweepnet_case(case, X, Y):
 def _compile_probe():
     """Wall time to import the kernels and make the first float32 calls (cold or cached by NUMBA_CACHE_DIR)."""
     start = time.perf_counter()
-    from kernels.network import forward  # noqa: F401
+    from kernels import forward  # noqa: F401
     imported = time.perf_counter()
     case = common.CASES[0]
     X, Y = common.load_data(case["data"])
     loaded = time.perf_counter()
     _sweepnet_case(dict(case, epochs=1), X[:64], Y[:64])
     trained = time.perf_counter()
-    from kernels.layout import make_layout
+    from kernels import make_layout
     layout, n_params = make_layout(case["sizes"], case["acts"])
     forward(np.zeros(n_params, common.DTYPE), layout, X[:8])
     done = time.perf_counter()

@@ -12,10 +12,11 @@ is needed (UFLDL flips only because MATLAB's ``conv2`` flips).
 
 Speed: per image, an im2col matrix ``(M, D)`` with ``M = (H-p+1)(W-p+1)`` is
 built inside Numba and multiplied by ``W`` through BLAS (``np.dot`` in njit).
-float32 sigmoid/tanh use a vectorised exp (max rel. error ~2e-6); float64 uses
-``math.exp``. ``parallel=True`` spreads images over Numba threads with one
-buffer set per thread; keep BLAS single-threaded then
-(``OPENBLAS_NUM_THREADS=1`` or ``threadpoolctl``).
+The activations live in :mod:`kernels.activations`: float32 sigmoid/tanh use
+a vectorised exp (max rel. error ~2e-6), float64 uses ``math.exp``.
+``parallel=True`` spreads images over Numba threads with one buffer set per
+thread; keep BLAS single-threaded then (``OPENBLAS_NUM_THREADS=1`` or
+``threadpoolctl``).
 """
 
 import math
@@ -23,85 +24,23 @@ import math
 import numba
 import numpy as np
 
-from kernels._jit import parallel, serial
-from kernels.pool import (MODES, _pool_plane, _check_choice, check_float_array, check_int,
-                          pool_output_shape)
-
-IDENTITY, SIGMOID, TANH, RECTIFIER = 0, 1, 2, 3
-ACTIVATIONS = {"identity": IDENTITY, "linear": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH,
-               "rectifier": RECTIFIER}
-_F = np.float32
-
-
-# ----------------------------------------------------------------------------
-# element-wise pieces
-# ----------------------------------------------------------------------------
-@serial
-def _fast_sigmoid_inplace(row, bk, s, ei):
-    """row <- 1 / (1 + exp(-s (row + bk))) with loops LLVM vectorises; ei is int32 scratch.
-
-    exp(v) = 2**k * exp(f), k = round(v / ln 2): a degree-6 polynomial for
-    exp(f) and the float bits of 2**k built as integers (no scalar libm call).
-    """
-    n = row.size
-    for m in range(n):
-        v = min(max(-s * (row[m] + bk), _F(-87.0)), _F(87.0))
-        kf = np.floor(v * _F(1.4426950408889634) + _F(0.5))
-        f = v - kf * _F(0.693145751953125) - kf * _F(1.428606765330187e-06)
-        row[m] = _F(1.0) + f * (_F(1.0) + f * (_F(0.5) + f * (_F(0.16666667) + f * (
-            _F(0.041666668) + f * (_F(0.008333334) + f * _F(0.0013888889))))))
-        ei[m] = np.int32((kf + _F(127.0)) * _F(8388608.0))  # exponent bits of 2**k
-    scale = ei[:n].view(np.float32)
-    for m in range(n):
-        row[m] = row[m] * scale[m] + _F(1.0)
-    np.reciprocal(row, row)  # a ufunc: vectorised, unlike Numba's checked scalar division
-
-
-@serial
-def _activate_row(row, bk, act, fast, ei):
-    """row <- f(row + bk) in place; fast selects the float32 vectorised sigmoid."""
-    n = row.size
-    if act == TANH and not fast:
-        for m in range(n):
-            row[m] = math.tanh(row[m] + bk)
-    elif act == SIGMOID or act == TANH:
-        s = _F(2.0) if act == TANH else _F(1.0)  # tanh(z) = 2 sigmoid(2z) - 1
-        if fast:
-            _fast_sigmoid_inplace(row, bk, s, ei)
-        else:
-            for m in range(n):
-                row[m] = 1.0 + math.exp(-(row[m] + bk))
-            np.reciprocal(row, row)
-        if act == TANH:
-            for m in range(n):
-                row[m] = row[m] + row[m] - _F(1.0)
-    elif act == RECTIFIER:
-        for m in range(n):
-            v = row[m] + bk
-            row[m] = v if v > 0 else 0
-    else:
-        for m in range(n):
-            row[m] = row[m] + bk
-
-
-@serial
-def _derivative_inplace(g, a, act):
-    """g <- g * f'(z), with f' written in terms of the saved output a = f(z)."""
-    for m in range(g.size):
-        if act == SIGMOID:
-            g[m] = g[m] * a[m] * (1.0 - a[m])
-        elif act == TANH:
-            g[m] = g[m] * (1.0 - a[m] * a[m])
-        elif act == RECTIFIER:
-            g[m] = g[m] if a[m] > 0.0 else 0.0
+from kernels._jit import inline, parallel, serial
+from kernels.activations import CONV_ACTIVATIONS, _activate_backward, _activate_row
+from kernels.checks import check_choice, check_float_array, check_int
+from kernels.pool import MODES, _pool_plane, pool_output_shape
 
 
 # ----------------------------------------------------------------------------
 # im2col / col2im and per-range kernels
 # ----------------------------------------------------------------------------
-@serial
-def _im2col(img, p, cols):
-    """cols[i * OW + j, (r * p + c) * C + ch] = img[i + r, j + c, ch]."""
+@inline
+def _patches(img, p, cols, scatter):
+    """im2col and its adjoint: ``cols[i * OW + j, (r * p + c) * C + ch]`` <-> ``img[i + r, j + c, ch]``.
+
+    ``scatter`` False copies the patches of img (H, W, C) into cols (M, D);
+    True adds cols back into img (col2im, for the input gradient). Callers
+    pass a constant, so the branch folds away.
+    """
     H, W, C = img.shape
     OH, OW = H - p + 1, W - p + 1
     flat = img.reshape((H, W * C))
@@ -110,24 +49,23 @@ def _im2col(img, p, cols):
         for j in range(OW):
             m = i * OW + j
             for r in range(p):
-                src = flat[i + r]
-                for t in range(pc):
-                    cols[m, r * pc + t] = src[j * C + t]
+                row = flat[i + r]
+                if scatter:
+                    for t in range(pc):
+                        row[j * C + t] += cols[m, r * pc + t]
+                else:
+                    for t in range(pc):
+                        cols[m, r * pc + t] = row[j * C + t]
+
+
+@serial
+def _im2col(img, p, cols):
+    _patches(img, p, cols, False)
 
 
 @serial
 def _col2im_add(dcols, p, gimg):
-    H, W, C = gimg.shape
-    OH, OW = H - p + 1, W - p + 1
-    flat = gimg.reshape((H, W * C))
-    pc = p * C
-    for i in range(OH):
-        for j in range(OW):
-            m = i * OW + j
-            for r in range(p):
-                dst = flat[i + r]
-                for t in range(pc):
-                    dst[j * C + t] += dcols[m, r * pc + t]
+    _patches(gimg, p, dcols, True)
 
 
 @serial
@@ -195,10 +133,9 @@ def _conv_backward_kernel(images, W, A, G, p, act, gW, gb, gX, need_x):
     for n in range(N):
         _im2col(images[n], p, cols)
         a = A[n].reshape((K, M))
-        g = G[n].reshape((K, M))
+        # dz = g * f'(z) from the saved maps, z = a: only the rectifier reads z, and only its sign, which a keeps
+        _activate_backward(act, 1, a, a, G[n].reshape((K, M)), dz)
         for k in range(K):
-            dz[k] = g[k]
-            _derivative_inplace(dz[k], a[k], act)
             gb[k] += dz[k].sum()
         np.dot(dz, cols, tmp)
         gW += tmp
@@ -267,9 +204,8 @@ def _check_conv_args(images, W, b, activation):
         raise ValueError(f"b has shape {b.shape}; W has {K} rows so b must have shape ({K},)")
     if not (np.isfinite(W).all() and np.isfinite(b).all()):
         raise ValueError("W or b contains NaN or inf; check the trained model")
-    if not isinstance(activation, str) or activation.lower() not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    return images, W, b.astype(images.dtype), p, ACTIVATIONS[activation.lower()]
+    activation = check_choice("activation", activation, CONV_ACTIVATIONS)
+    return images, W, b.astype(images.dtype), p, CONV_ACTIVATIONS[activation]
 
 
 def conv2d_forward(images, W, b, activation="sigmoid", parallel=True):
@@ -367,7 +303,7 @@ def convolve_and_pool(images, W, b, pool, mode="mean", activation="sigmoid", str
     -------
     pooled : ndarray of shape (N, K, PH, PW)
     """
-    mode = _check_choice("mode", mode, MODES)
+    mode = check_choice("mode", mode, MODES)
     chunk_images = check_int("chunk_images", chunk_images)
     chunk_features = check_int("chunk_features", chunk_features)
     pool = check_int("pool", pool)

@@ -2,7 +2,7 @@
 
 Jitted kernels take plain scalars and arrays, not config objects; this vector
 carries the scalars so kernel signatures stay short. Build it with
-:func:`kernels.train.hyper_vector`.
+:func:`kernels.network.hyper_vector`.
 """
 
 (

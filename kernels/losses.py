@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from kernels._jit import inline, serial
-from kernels.activations import SIGMOID, SOFTMAX, LINEAR, TANH, RECTIFIER
+from kernels.activations import LINEAR, SOFTMAX, _derivative
 
 QUADRATIC, CROSS_ENTROPY, ABSOLUTE, HUBER = range(4)
 
@@ -45,17 +45,6 @@ def _point_loss(loss_code, h, y, huber_delta):
     if abs(r) <= huber_delta:
         return 0.5 * r * r, r
     return huber_delta * (abs(r) - 0.5 * huber_delta), (huber_delta if r > 0.0 else -huber_delta)
-
-
-@inline
-def _elementwise_derivative(act_code, z, a):
-    if act_code == SIGMOID:
-        return a * (1.0 - a)
-    if act_code == TANH:
-        return 1.0 - a * a
-    if act_code == RECTIFIER:
-        return 1.0 if z > 0.0 else 0.0
-    return 1.0
 
 
 @serial
@@ -111,7 +100,7 @@ def _output_delta_span(loss_code, act_code, z, a, y, delta, zo, ao, yo, do, n_ou
                 delta[i, do + j] = a[i, ao + j] * (delta[i, do + j] - s)
         elif act_code != LINEAR:
             for j in range(n_out):
-                delta[i, do + j] *= _elementwise_derivative(act_code, z[i, zo + j], a[i, ao + j])
+                delta[i, do + j] *= _derivative(act_code, z[i, zo + j], a[i, ao + j])
     return total
 
 

@@ -8,13 +8,12 @@ the kernels. All arrays of one call share a float dtype (float32 or float64).
 import numpy as np
 
 from kernels import hyper
+from kernels.checks import as_matrix, check_drop, check_hp, check_params
 from kernels.dense import _loss_and_grad, _predict, _workspace_size
 from kernels.losses import LOSS_CODES
 from kernels.online import _train_online, supports_online
 from kernels.optim import OPTIMIZER_CODES
 from kernels.train import _train_epochs
-
-FLOAT_DTYPES = (np.float32, np.float64)
 
 
 def hyper_vector(**values):
@@ -38,42 +37,6 @@ def hyper_vector(**values):
             raise ValueError(f"hyperparameter {name!r} is unknown; see kernels.hyper for the names.")
         hp[index] = float(value)
     return hp
-
-
-def _as_matrix(name, array, dtype, n_cols=None):
-    array = np.asarray(array)
-    if array.ndim != 2:
-        raise ValueError(f"{name} is {array.ndim}-dimensional with shape {array.shape}; it must be 2-dimensional "
-                         f"(n_samples, n_features). Reshape 1-D data with .reshape(-1, 1).")
-    if n_cols is not None and array.shape[1] != n_cols:
-        raise ValueError(f"{name} has {array.shape[1]} columns but the network expects {n_cols}.")
-    return np.require(array, dtype=dtype, requirements=("C", "W"))
-
-
-def _check_params(params, layout):
-    if not isinstance(params, np.ndarray) or params.dtype.type not in FLOAT_DTYPES:
-        kind = getattr(params, "dtype", type(params).__name__)
-        raise TypeError(f"params has dtype {kind}; it must be a float32 or float64 ndarray.")
-    expected = int(layout[-1, 1] + layout[-1, 3] * layout[-1, 4])
-    if params.ndim != 1 or params.shape[0] != expected:
-        raise ValueError(f"params has shape {params.shape}; the layout needs a flat vector of {expected} entries.")
-    if not params.flags.c_contiguous or not params.flags.writeable:
-        raise ValueError("params must be a C-contiguous, writable vector; pass params.copy().")
-
-
-def _check_hp(hp):
-    hp = np.ascontiguousarray(hp, dtype=np.float64)
-    if hp.shape != (hyper.N_HYPER,):
-        raise ValueError(f"hp has shape {hp.shape}; it must be the ({hyper.N_HYPER},) vector hyper_vector() builds.")
-    return hp
-
-
-def _check_drop(drop, layout):
-    drop = np.ascontiguousarray(drop if drop is not None else np.zeros(layout.shape[0]), dtype=np.float64)
-    if drop.shape != (layout.shape[0],) or (drop < 0).any() or (drop >= 1).any():
-        raise ValueError(f"drop={drop.tolist()} must hold one ratio in [0, 1) per layer input "
-                         f"({layout.shape[0]} values: input first, then each hidden layer).")
-    return drop
 
 
 def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, seed=0, epoch=0, workspace=None):
@@ -100,16 +63,16 @@ def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, se
     J : float
     grad : ndarray of shape (n_params,)
     """
-    _check_params(params, layout)
+    check_params(params, layout)
     if loss not in LOSS_CODES:
         raise ValueError(f"loss {loss!r} is unknown; use one of {sorted(LOSS_CODES)}.")
-    X = _as_matrix("X", X, params.dtype, int(layout[0, 2]))
-    Y = _as_matrix("Y", Y, params.dtype, int(layout[-1, 3]))
+    X = as_matrix("X", X, params.dtype, int(layout[0, 2]))
+    Y = as_matrix("Y", Y, params.dtype, int(layout[-1, 3]))
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match.")
-    hp = hyper_vector() if hp is None else _check_hp(hp)
+    hp = hyper_vector() if hp is None else check_hp(hp)
     grad = np.zeros_like(params)
-    drop = _check_drop(drop, layout)
+    drop = check_drop(drop, layout)
     if workspace is None:
         workspace = make_workspace(layout, X.shape[0], params.dtype, drop)
     elif workspace.dtype != params.dtype or workspace.size != _workspace_size(layout, X.shape[0], drop):
@@ -122,7 +85,7 @@ def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, se
 
 def make_workspace(layout, n_samples, dtype, drop=None):
     """A reusable buffer for :func:`loss_and_grad` on ``n_samples`` rows."""
-    drop = _check_drop(drop, layout)
+    drop = check_drop(drop, layout)
     return np.empty(_workspace_size(layout, int(n_samples), drop), dtype=dtype)
 
 
@@ -133,8 +96,8 @@ def forward(params, layout, X, layer=-1, batch_size=4096):
     -------
     out : ndarray of shape (n_samples, n_units_of_layer)
     """
-    _check_params(params, layout)
-    X = _as_matrix("X", X, params.dtype, int(layout[0, 2]))
+    check_params(params, layout)
+    X = as_matrix("X", X, params.dtype, int(layout[0, 2]))
     n_layers = layout.shape[0]
     if not -n_layers <= layer < n_layers:
         raise ValueError(f"layer={layer} is out of range for a {n_layers}-layer network; use 0..{n_layers - 1} "
@@ -168,13 +131,13 @@ def train_epochs(params, layout, X, Y, state, counters, *, epoch0, n_epochs, bat
         Epochs that finished with a finite loss and finite parameters;
         ``finished < n_epochs`` means the run diverged at epoch ``epoch0 + finished``.
     """
-    _check_params(params, layout)
+    check_params(params, layout)
     if optimizer not in OPTIMIZER_CODES:
         raise ValueError(f"optimizer {optimizer!r} is unknown; use one of {sorted(OPTIMIZER_CODES)}.")
     if loss not in LOSS_CODES:
         raise ValueError(f"loss {loss!r} is unknown; use one of {sorted(LOSS_CODES)}.")
-    X = _as_matrix("X", X, params.dtype, int(layout[0, 2]))
-    Y = _as_matrix("Y", Y, params.dtype, int(layout[-1, 3]))
+    X = as_matrix("X", X, params.dtype, int(layout[0, 2]))
+    Y = as_matrix("Y", Y, params.dtype, int(layout[-1, 3]))
     if X.shape[0] != Y.shape[0] or X.shape[0] == 0:
         raise ValueError(f"X has {X.shape[0]} rows and Y has {Y.shape[0]}; they must match and be non-empty.")
     if state.shape != (2, params.shape[0]) or state.dtype != params.dtype:
@@ -191,10 +154,10 @@ def train_epochs(params, layout, X, Y, state, counters, *, epoch0, n_epochs, bat
     if not (isinstance(rho_run, np.ndarray) and rho_run.shape == (n_hidden,) and rho_run.dtype == np.float64):
         raise ValueError(f"rho_run must be a float64 ndarray of shape ({n_hidden},), one entry per hidden unit.")
     epoch_loss = np.full(n_epochs, np.nan)
-    hp = _check_hp(hp)
+    hp = check_hp(hp)
     # batch 1 on a small net: the fused per-sample driver (same results, ~3x faster on XOR)
     driver = _train_online if supports_online(layout, hp, batch_size, X.shape[0]) else _train_epochs
     finished = driver(params, layout, X, Y, epoch0, n_epochs, int(batch_size), bool(shuffle), LOSS_CODES[loss], hp,
-                      _check_drop(drop, layout), OPTIMIZER_CODES[optimizer], state, counters, np.uint64(seed), rho_run,
+                      check_drop(drop, layout), OPTIMIZER_CODES[optimizer], state, counters, np.uint64(seed), rho_run,
                       epoch_loss)
     return epoch_loss, int(finished)

@@ -12,7 +12,7 @@ The step evaluates the same expressions in the same order as the generic
 path with batch 1: the same span helpers for activations, losses and dropout
 masks, the same optimiser step, penalty and max-norm, and gradients zeroed
 then accumulated as there. The two agree bit for bit
-(tests/kernels/test_dense_online.py). Nets the generic path would hand to
+(tests/kernels/test_online.py). Nets the generic path would hand to
 BLAS, KL sparsity and maxout outputs stay on the generic path
 (:func:`supports_online`); :func:`kernels.network.train_epochs` chooses.
 """
@@ -25,11 +25,11 @@ from kernels import hyper
 from kernels._jit import inline, serial
 from kernels.activations import MAXOUT, _activate_backward_span, _activate_span
 from kernels.dense import BLAS_MIN_FLOPS
-from kernels.dropout import _fill_mask_span, _shuffle
+from kernels.dropout import _fill_mask_span
+from kernels.epochs import _all_finite, _epoch_order
 from kernels.losses import _output_delta_span
 from kernels.optim import _step
 from kernels.penalties import _max_norm, _penalty
-from kernels.train import _all_finite
 
 #: columns of the plan table: offsets in the per-sample buffer of a layer's
 #: source activations, (dropped) input, dropout mask, z, a, delta and da.
@@ -171,10 +171,7 @@ def _train_online(params, layout, X, Y, epoch0, n_epochs, batch_size, shuffle, l
     capped = math.isfinite(hp[hyper.MAX_W2])
     for e in range(n_epochs):
         epoch = epoch0 + e
-        if shuffle:
-            for i in range(m):
-                order[i] = i
-            _shuffle(order, seed, epoch)
+        _epoch_order(order, shuffle, seed, epoch)
         total = 0.0
         for i in range(m):
             # One step, spelled out: every array passed to an inlined helper costs two atomic reference-count

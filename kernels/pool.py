@@ -19,59 +19,19 @@ index ``r * W + c`` of the first maximum in row-major order of each window.
 import numpy as np
 import numba
 
-from kernels._jit import parallel, serial
+from kernels._jit import inline, parallel, serial
+from kernels.checks import check_choice, check_float_array, check_int, check_shape
 
 MEAN, MAX = 0, 1
 MODES = {"mean": MEAN, "max": MAX}
 REMAINDERS = ("drop", "partial")
 
 
-# ----------------------------------------------------------------------------
-# validation shared with kernels.conv
-# ----------------------------------------------------------------------------
-def check_float_array(name, x, ndim=None, min_ndim=None):
-    """Return ``x`` as a C-contiguous float32/float64 array or raise.
-
-    Raises TypeError for non-arrays and other dtypes, ValueError for a wrong
-    number of dimensions or an empty array.
-    """
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}; "
-                        f"convert it with np.asarray({name}, dtype=np.float32)")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} has dtype {x.dtype}; it must be float32 or float64 "
-                        f"(use {name}.astype(np.float32))")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} is {x.ndim}-dimensional with shape {x.shape} and must be "
-                         f"{ndim}-dimensional")
-    if min_ndim is not None and x.ndim < min_ndim:
-        raise ValueError(f"{name} is {x.ndim}-dimensional with shape {x.shape}; it needs at "
-                         f"least {min_ndim} dimensions")
-    if x.size == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape}); pass at least one element")
-    return np.ascontiguousarray(x)
-
-
-def check_int(name, value, minimum=1):
-    """Validate a Python/numpy integer >= ``minimum`` and return it as int."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_choice(name, value, choices):
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
-    return value.lower()
-
-
 def pool_output_size(n, pool, stride=None, remainder="drop"):
     """Number of windows along an axis of ``n`` pixels (see module docstring)."""
     pool = check_int("pool", pool)
     stride = pool if stride is None else check_int("stride", stride)
-    remainder = _check_choice("remainder", remainder, REMAINDERS)
+    remainder = check_choice("remainder", remainder, REMAINDERS)
     if remainder == "partial":
         return 1 if n <= pool else -(-(n - pool) // stride) + 1
     if n < pool:
@@ -118,16 +78,22 @@ def _pool_plane(x, pool, stride, mode, out, acc):
             out[i, jj] = s
 
 
+@inline
+def _window(i, jj, pool, stride, H, W):
+    """Rows ``r0:r1`` and columns ``c0:c1`` of window ``(i, jj)`` in an (H, W) plane, clipped to it."""
+    r0 = i * stride
+    c0 = jj * stride
+    return r0, min(r0 + pool, H), c0, min(c0 + pool, W)
+
+
 @serial
 def _max_plane_argmax(x, pool, stride, out, idx):
+    """Max-pool one (H, W) plane into out (PH, PW) and the flat index of each maximum into idx."""
     H, W = x.shape
     PH, PW = out.shape
     for i in range(PH):
-        r0 = i * stride
-        r1 = min(r0 + pool, H)
         for jj in range(PW):
-            c0 = jj * stride
-            c1 = min(c0 + pool, W)
+            r0, r1, c0, c1 = _window(i, jj, pool, stride, H, W)
             best = x[r0, c0]
             arg = r0 * W + c0
             for r in range(r0, r1):
@@ -145,11 +111,8 @@ def _mean_plane_backward(g, pool, stride, gx):
     H, W = gx.shape
     PH, PW = g.shape
     for i in range(PH):
-        r0 = i * stride
-        r1 = min(r0 + pool, H)
         for jj in range(PW):
-            c0 = jj * stride
-            c1 = min(c0 + pool, W)
+            r0, r1, c0, c1 = _window(i, jj, pool, stride, H, W)
             v = g[i, jj] / ((r1 - r0) * (c1 - c0))
             for r in range(r0, r1):
                 for c in range(c0, c1):
@@ -228,7 +191,7 @@ def pool2d(x, pool, stride=None, mode="mean", remainder="drop", parallel=True):
     -------
     out : ndarray of shape (..., PH, PW), same dtype as x
     """
-    mode = _check_choice("mode", mode, MODES)
+    mode = check_choice("mode", mode, MODES)
     x3, pool, stride, (ph, pw) = _prepare(x, pool, stride, remainder)
     out = np.empty((x3.shape[0], ph, pw), x3.dtype)
     if parallel:
@@ -266,14 +229,6 @@ def _check_grad(grad_out, input_shape, expected_pooled):
     return grad_out
 
 
-def _check_input_shape(input_shape):
-    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
-            or not all(isinstance(s, (int, np.integer)) and s > 0 for s in input_shape)):
-        raise ValueError(f"input_shape must be a tuple of >= 2 positive ints (x.shape), "
-                         f"got {input_shape!r}")
-    return tuple(int(s) for s in input_shape)
-
-
 def mean_pool2d_backward(grad_out, input_shape, pool, stride=None, remainder="drop"):
     """Gradient of :func:`pool2d` (mode="mean") with respect to its input.
 
@@ -288,7 +243,7 @@ def mean_pool2d_backward(grad_out, input_shape, pool, stride=None, remainder="dr
     grad_x : ndarray of shape input_shape; each pixel receives
         ``grad_out / count`` from every window that covers it.
     """
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_shape("input_shape", input_shape)
     pool = check_int("pool", pool)
     stride = pool if stride is None else check_int("stride", stride)
     h, w = input_shape[-2:]
@@ -313,7 +268,7 @@ def max_pool2d_backward(grad_out, argmax, input_shape):
     -------
     grad_x : ndarray of shape input_shape
     """
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_shape("input_shape", input_shape)
     grad_out = check_float_array("grad_out", grad_out, min_ndim=2)
     if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int64:
         raise TypeError("argmax must be the int64 array returned by max_pool2d_with_argmax, "

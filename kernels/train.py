@@ -16,7 +16,7 @@ import numpy as np
 from kernels import hyper
 from kernels._jit import inline, serial
 from kernels.dense import _backward, _forward, _views, _workspace
-from kernels.dropout import _shuffle
+from kernels.epochs import _all_finite, _epoch_order
 from kernels.optim import _step
 from kernels.penalties import _max_norm
 
@@ -44,14 +44,6 @@ def _update_running_means(layout, acts, rho_run, decay):
             old = rho_run[unit + j]
             rho_run[unit + j] = mean if old <= 0.0 else decay * old + (1.0 - decay) * mean
         unit += a.shape[1]
-
-
-@serial
-def _all_finite(values):
-    for k in range(values.shape[0]):
-        if not math.isfinite(values[k]):
-            return False
-    return True
 
 
 @serial
@@ -98,10 +90,7 @@ def _train_epochs(params, layout, X, Y, epoch0, n_epochs, batch_size, shuffle, l
     yb_tail = np.empty((max(tail_size, 1), Y.shape[1]), params.dtype)
     for e in range(n_epochs):
         epoch = epoch0 + e
-        if shuffle:
-            for i in range(m):
-                order[i] = i
-            _shuffle(order, seed, epoch)
+        _epoch_order(order, shuffle, seed, epoch)
         total = 0.0
         for start in range(0, m, batch_size):
             bs = min(batch_size, m - start)

@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kernels.conv import ACTIVATIONS as CONV_ACTIVATIONS, convolve_and_pool, fold_whitening
+from kernels import CONV_ACTIVATIONS, convolve_and_pool, fold_whitening
 from pipeline import metrics
 from pipeline.config import ACTIVATIONS, ConfigError, ModelSpec, format_validation_error, set_dotted
 from pipeline.datasets import DataSpec, PreprocessStep, load_data, preprocess, sample_patches

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from kernels.network import hyper_vector, loss_and_grad, make_workspace, train_epochs
+from kernels import hyper_vector, loss_and_grad, make_workspace, train_epochs
 
 def single_threaded_blas():
     """Limit BLAS to one thread while training.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.network import loss_and_grad
+from kernels import loss_and_grad
 from pipeline import encoding, fitting
 from pipeline.config import load_config
 from pipeline.model import DeepLearningModel

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.layout import bias_view, make_layout, weight_view
-from kernels.network import forward
+from kernels import bias_view, forward, make_layout, weight_view
 from pipeline import encoding, fitting, metrics
 from pipeline.config import ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, ModelSpec
 

@@ -323,3 +323,12 @@ def central_differences(f, theta, eps=1e-4, both=True, order=4):
 def relative_difference(numerical, analytic):
     """UFLDL's check: ||num - ana|| / ||num + ana||."""
     return float(np.linalg.norm(numerical - analytic) / np.linalg.norm(numerical + analytic))
+
+
+def targets(act, loss, rng, shape):
+    """Valid targets of shape ``shape`` for an output activation and loss (one-hot for softmax)."""
+    if act == "softmax":
+        return np.eye(shape[1])[rng.integers(0, shape[1], shape[0])]
+    if act == "sigmoid" and loss == "cross_entropy":
+        return rng.random(shape).round(1)  # soft labels in [0, 1] are valid too
+    return 2 * rng.standard_normal(shape)

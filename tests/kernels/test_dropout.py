@@ -1,4 +1,4 @@
-"""Inverted-dropout masks: ratio, values, determinism, and never at prediction."""
+"""Inverted-dropout masks and the seeded shuffle: ratio, values, determinism, bad ratios, never at prediction."""
 
 import numpy as np
 import pytest
@@ -33,6 +33,12 @@ def test_values_are_zero_or_inverse_keep(ratio, dtype):
         np.testing.assert_array_equal(mask, 1.0)
     # inverted dropout keeps the expectation: mean close to 1
     assert abs(mask.astype(np.float64).mean() - 1.0) < 5 * np.sqrt(ratio / (1 - ratio) / mask.size) + 1e-12
+
+
+@pytest.mark.parametrize("ratio", [1.0, -0.01, 1.5])
+def test_dropout_mask_ratio_out_of_range(ratio):
+    with pytest.raises(ValueError, match=rf"ratio={ratio} must be in \[0, 1\)"):
+        dropout_mask((2, 2), ratio, seed=0)
 
 
 def test_deterministic_for_the_same_key_and_different_otherwise():

@@ -3,7 +3,7 @@
 ``train_epochs`` hands batch-1 runs of small nets to ``_train_online``; each test forces the generic path by
 calling ``kernels.train._train_epochs`` with the same arguments and compares parameters, optimiser state,
 counters and epoch losses byte for byte. The naive NumPy reference check of batch 1 lives in
-test_dense_train.py (it now runs through the fused path).
+test_train.py (it now runs through the fused path).
 """
 
 import itertools

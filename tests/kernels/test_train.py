@@ -41,7 +41,7 @@ SUBPROCESS_SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 import numpy as np
-import test_dense_train as t
+import test_train as t
 layout, params, X, Y = t._problem(np.{dtype})
 params, loss, finished = t._train(params, layout, X, Y)
 print(json.dumps({{"params": params.tobytes().hex(), "loss": loss.tobytes().hex(), "finished": finished}}))

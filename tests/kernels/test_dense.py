@@ -1,4 +1,8 @@
-"""Float64 central-difference gradient checks of ``loss_and_grad`` (UFLDL's recipe).
+"""The dense forward and backward passes: against the NumPy reference, and by gradient checks.
+
+Forward stacks and the full objective (losses, penalties, dropout, KL sparsity)
+are compared with naive_dense.py on tiny shapes. Then float64 central-difference
+gradient checks of ``loss_and_grad`` (UFLDL's recipe):
 
 Every hidden activation x (output, loss) pair x penalty, with and without
 dropout masks (fixed by seed and epoch), is checked with EPSILON = 1e-4 and
@@ -23,13 +27,18 @@ most 2e-4 in one parameter moves any of these by far less than that, so the
 objective is smooth on the whole stencil and the same bounds apply.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 
 import naive_dense as naive
 from kernels.layout import make_layout
-from kernels.network import hyper_vector, loss_and_grad
+from kernels.network import forward, hyper_vector, loss_and_grad
 
+DTYPES = [np.float64, np.float32]
+# float32 results are compared with the float64 reference
+TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
 EPSILON = 1e-4
 BOUND = 1e-9
 BOUND_TWO_POINT = 5e-8
@@ -42,7 +51,67 @@ DROP = [0.2, 0.5, 0.3]  # input, then each hidden layer
 HUBER_DELTA = 0.5
 
 
-def _targets(out, loss, rng, shape):
+def _random_net(sizes, activations, seed, scale=0.7, dtype=np.float64):
+    layout, n_params = make_layout(sizes, activations)
+    rng = np.random.default_rng(seed)
+    params = (scale * rng.standard_normal(n_params)).astype(dtype)
+    return layout, params, rng
+
+
+# --------------------------------------------------------------------------- forward of a stack
+STACKS = [((2, 2, 1), ("tanh", "tanh")), ((3, 5, 4, 2), ("rectifier", "maxout", "softmax")),
+          ((4, 3, 4), ("sigmoid", "sigmoid")), ((1, 6, 3), ("maxout", "linear")),
+          ((5, 4, 3, 2, 3), ("linear", "tanh", "rectifier", "softmax"))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,acts", STACKS)
+@pytest.mark.parametrize("m", [1, 6])
+def test_forward_stack(sizes, acts, m, dtype):
+    layout, params, rng = _random_net(sizes, acts, seed=len(sizes) + m, dtype=dtype)
+    X = rng.standard_normal((m, sizes[0])).astype(dtype)
+    saved = naive.forward(params, layout, X)
+    for layer in range(len(acts)):
+        got = forward(params, layout, X, layer=layer)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, saved[layer][2], **TOL[dtype])
+    np.testing.assert_array_equal(forward(params, layout, X), forward(params, layout, X, layer=-1))
+
+
+# --------------------------------------------------------------------------- objective against the reference
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden,out,loss", [(h, o, l) for h, (o, l) in
+                         itertools.product(("sigmoid", "maxout", "rectifier"),
+                                           [("softmax", "cross_entropy"), ("tanh", "huber")])])
+def test_loss_and_grad_against_naive_backprop(hidden, out, loss, dtype):
+    layout, params, rng = _random_net((3, 4, 3, 2), (hidden, "tanh", out), seed=9, dtype=dtype)
+    X = rng.standard_normal((6, 3))
+    Y = naive.targets(out, loss, rng, (6, 2))
+    drop = [0.2, 0.5, 0.3]
+    hp = hyper_vector(l1=0.01, l2=0.1, huber_delta=0.5)
+    J, grad = loss_and_grad(params, layout, X, Y, loss, hp, drop, seed=11, epoch=2)
+    masks = naive.masks_for(layout, drop, 11, 2, np.arange(6))
+    J_ref, g_ref = naive.loss_and_grad(params, layout, X, Y, loss, l1=0.01, l2=0.1, huber_delta=0.5, masks=masks)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(J, J_ref, **tol)
+    np.testing.assert_allclose(grad, g_ref, **tol)
+
+
+def test_kl_sparsity_value_and_gradient_against_naive():
+    layout, params, rng = _random_net((4, 3, 4), ("sigmoid", "sigmoid"), seed=10)
+    X = rng.random((7, 4))
+    hp = hyper_vector(sparsity_beta=3.0, sparsity_rho=0.1, l2=1e-3)
+    J, grad = loss_and_grad(params, layout, X, X, "quadratic", hp)
+    J_ref, g_ref = naive.loss_and_grad(params, layout, X, X, "quadratic", l2=1e-3, beta=3.0, rho=0.1)
+    J_plain, _ = loss_and_grad(params, layout, X, X, "quadratic", hyper_vector(l2=1e-3))
+    assert J - J_plain > 0.01  # the KL term is really there
+    np.testing.assert_allclose(J, J_ref, rtol=1e-12)
+    np.testing.assert_allclose(grad, g_ref, rtol=1e-10, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- gradient checks
+def _check_targets(out, loss, rng, shape):
+    """Targets for the gradient checks: 0/1 labels for sigmoid cross-entropy, inside (-1, 1) for tanh."""
     if out == "softmax":
         return np.eye(shape[1])[rng.integers(0, shape[1], shape[0])]
     if out == "sigmoid":
@@ -64,7 +133,7 @@ def _point(hidden, out, loss, penalty, dropout, m=5):
         # |w| >= 0.05 keeps l1 away from its kink at 0
         params[weights] = np.sign(params[weights]) * (0.05 + np.abs(params[weights]))
         X = rng.standard_normal((m, 3))
-        Y = _targets(out, loss, rng, (m, 2))
+        Y = _check_targets(out, loss, rng, (m, 2))
         masks = naive.masks_for(layout, drop, 7, 3, np.arange(m)) if dropout else None
         if naive.kinks(params, layout, X, Y, loss, l1, HUBER_DELTA, masks) >= KINK_MARGIN:
             return params, layout, X, Y, drop

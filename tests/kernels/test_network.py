@@ -1,12 +1,12 @@
-"""Bad input to the public dense-network wrappers raises with a message that names the problem."""
+"""The public dense wrappers: bad input raises with a message that names the problem; workspaces and chunks."""
 
 import numpy as np
 import pytest
 
-from kernels.activations import activate
-from kernels.dropout import dropout_mask
+import naive_dense as naive
+from kernels import hyper
 from kernels.layout import make_layout
-from kernels.network import forward, hyper_vector, loss_and_grad, train_epochs
+from kernels.network import forward, hyper_vector, loss_and_grad, make_workspace, train_epochs
 
 LAYOUT, N_PARAMS = make_layout((3, 4, 2), ("tanh", "linear"))
 
@@ -85,23 +85,10 @@ def test_unknown_names():
         _train(params, X, Y, loss="hinge")
     with pytest.raises(ValueError, match=r"optimizer 'rmsprop' is unknown; use one of \['adadelta', 'adam', 'sgd'\]"):
         _train(params, X, Y, optimizer="rmsprop")
-    with pytest.raises(ValueError, match="activation 'relu' is unknown; use one of"):
-        make_layout((3, 2), ("relu",))
-    with pytest.raises(ValueError, match="activation 'relu' is unknown"):
-        activate("relu", np.zeros((1, 2)))
     with pytest.raises(ValueError, match="hyperparameter 'learning_rate' is unknown"):
         hyper_vector(learning_rate=0.1)
     with pytest.raises(ValueError, match="hyperparameter 'n_hyper' is unknown"):
         hyper_vector(n_hyper=3)
-
-
-def test_layout_errors():
-    with pytest.raises(ValueError, match="softmax is only allowed on the output layer"):
-        make_layout((3, 4, 2), ("softmax", "linear"))
-    with pytest.raises(ValueError, match="activations has 1 entries but sizes=.* defines 2 layers"):
-        make_layout((3, 4, 2), ("tanh",))
-    with pytest.raises(ValueError, match="at least 2 positive layer sizes"):
-        make_layout((3, 0, 2), ("tanh", "linear"))
 
 
 @pytest.mark.parametrize("drop", [[1.0, 0.0], [-0.1, 0.0], [0.2], [0.1, 0.2, 0.3]])
@@ -111,12 +98,6 @@ def test_dropout_ratio_out_of_range_or_wrong_length(drop):
         loss_and_grad(params, LAYOUT, X, Y, drop=drop)
     with pytest.raises(ValueError, match="drop="):
         _train(params, X, Y, drop=drop)
-
-
-@pytest.mark.parametrize("ratio", [1.0, -0.01, 1.5])
-def test_dropout_mask_ratio_out_of_range(ratio):
-    with pytest.raises(ValueError, match=rf"ratio={ratio} must be in \[0, 1\)"):
-        dropout_mask((2, 2), ratio, seed=0)
 
 
 def test_train_state_and_batch_size():
@@ -129,13 +110,6 @@ def test_train_state_and_batch_size():
         _train(params, X, Y, batch_size=0)
     with pytest.raises(ValueError, match="X has 0 rows and Y has 0; they must match and be non-empty"):
         _train(params, X[:0], Y[:0])
-
-
-def test_activate_shape_errors():
-    with pytest.raises(ValueError, match="z is 1-dimensional and must be 2-dimensional"):
-        activate("tanh", np.zeros(3))
-    with pytest.raises(ValueError, match="z has 3 columns, not a multiple of pieces=2"):
-        activate("maxout", np.zeros((1, 3)), pieces=2)
 
 
 def test_hyperparameter_vector_of_the_wrong_length_is_refused():
@@ -164,3 +138,50 @@ def test_train_state_vectors_are_checked():
         _train(params, X, Y, rho_run=np.zeros(3))
     with pytest.raises(ValueError, match="n_epochs=-1 must be >= 0"):
         _train(params, X, Y, n_epochs=-1)
+
+
+def test_hyper_vector_defaults_and_names():
+    hp = hyper_vector(rate=0.5, nesterov=1)
+    assert hp.shape == (hyper.N_HYPER,) and hp.dtype == np.float64
+    assert hp[hyper.RATE] == 0.5 and hp[hyper.NESTEROV] == 1.0
+    assert (hp[hyper.MAX_W2], hp[hyper.RATE_DECAY], hp[hyper.HUBER_DELTA]) == (np.inf, 1.0, 1.0)
+    assert (hp[hyper.RHO], hp[hyper.EPSILON], hp[hyper.BETA1], hp[hyper.BETA2]) == (0.99, 1e-8, 0.9, 0.999)
+    assert hp[hyper.L1] == hp[hyper.L2] == hp[hyper.MOMENTUM_START] == 0.0
+
+
+# --------------------------------------------------------------------------- reusable workspace (L-BFGS), chunks
+def _random_net(sizes, activations, seed, scale=0.7, dtype=np.float64):
+    layout, n_params = make_layout(sizes, activations)
+    rng = np.random.default_rng(seed)
+    params = (scale * rng.standard_normal(n_params)).astype(dtype)
+    return layout, params, rng
+
+
+@pytest.mark.parametrize("drop", [None, [0.2, 0.5, 0.0]])
+def test_reused_workspace_gives_the_same_objective(drop):
+    layout, params, rng = _random_net((3, 4, 3, 2), ("rectifier", "tanh", "softmax"), seed=12)
+    X = rng.standard_normal((6, 3))
+    Y = naive.targets("softmax", "cross_entropy", rng, (6, 2))
+    hp = hyper_vector(l2=0.1)
+    workspace = make_workspace(layout, 6, np.float64, drop)
+    workspace[:] = np.nan  # stale contents must never leak into a result
+    for theta in (params, 0.5 * params, params):
+        fresh = loss_and_grad(theta, layout, X, Y, "cross_entropy", hp, drop, seed=3, epoch=1)
+        reused = loss_and_grad(theta, layout, X, Y, "cross_entropy", hp, drop, seed=3, epoch=1, workspace=workspace)
+        assert fresh[0] == reused[0]
+        np.testing.assert_array_equal(fresh[1], reused[1])
+
+
+def test_workspace_for_another_shape_or_dtype_is_refused():
+    layout, params, rng = _random_net((3, 4, 2), ("tanh", "linear"), seed=13)
+    X, Y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    for wrong in (make_workspace(layout, 4, np.float64), make_workspace(layout, 5, np.float32)):
+        with pytest.raises(ValueError, match=r"workspace was made for another shape or dtype.*make_workspace\("):
+            loss_and_grad(params, layout, X, Y, workspace=wrong)
+
+
+def test_forward_in_chunks_with_a_remainder_equals_one_chunk():
+    layout, params, rng = _random_net((3, 5, 4, 2), ("rectifier", "maxout", "softmax"), seed=8)
+    X = rng.standard_normal((11, 3))
+    np.testing.assert_array_equal(forward(params, layout, X, batch_size=4), forward(params, layout, X))
+    assert forward(params, layout, X[:0]).shape == (0, 2)
