@@ -166,8 +166,8 @@ def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None
             rows += rung_rows
             timing["fanout_s"] += time.perf_counter() - t1
             timing["chunks"] += len(chunks)
-            timing["trial_compute_s"] += sum(o["seconds"] for o in collector.outcomes.values())
-            timing["trial_logging_s"] += sum(o.get("log_seconds", 0.0) for o in collector.outcomes.values())
+            timing["trial_compute_s"] += sum(o.seconds for o in collector.outcomes.values())
+            timing["trial_logging_s"] += sum(o.log_seconds for o in collector.outcomes.values())
             last, plan = plan, driver.next_rung(plan, rung_rows)
     except BaseException:
         tracking.close_sweep(plan.ctx, failed=True)
