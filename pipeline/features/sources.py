@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import read_yaml
-from pipeline.datasets import load_data, preprocess, sample_patches
+from pipeline.datasets import load_data, load_images, preprocess, sample_patches
 from pipeline.features.config import AutoencoderSource, AutoencoderTraining, FeaturesConfig, PhotoCrops
 from pipeline.model import DeepLearningModel
 
@@ -32,7 +32,6 @@ def labelled_images(cfg: FeaturesConfig) -> dict:
 
 def photo_crops(spec: PhotoCrops) -> dict:
     """Crops of shipped colour photos, label = photo index, train/test from disjoint column ranges."""
-    from pipeline.datasets.sources import load_images
     seeds = np.random.SeedSequence(spec.seed).spawn(2 * len(spec.photos))
     parts = {"train": ([], []), "test": ([], [])}
     for label, (name, image) in enumerate(load_images(",".join(spec.photos), colour=True)):
@@ -53,7 +52,6 @@ def train_autoencoder(spec: AutoencoderTraining, out: Path):
     if not spec.model.autoencoder:
         raise ValueError("autoencoder.train.model needs autoencoder: true")
     if spec.photos is not None:
-        from pipeline.datasets.sources import load_images
         images = [im for _, im in load_images(spec.photos, colour=True)]
     else:
         data = load_data(spec.data)
