@@ -133,22 +133,14 @@ def run_stochastic(params, layout, X, Y, spec, *, loss, task, hp, drop, seed, sc
     Parameters
     ----------
     params : ndarray of shape (n_params,)
-        Initial flat parameters; not modified.
-    layout : ndarray
-        The layout table of ``params`` (:func:`kernels.layout.make_layout`).
+        Initial flat parameters (not modified), described by ``layout`` (:func:`kernels.layout.make_layout`).
     X : ndarray of shape (n_samples, n_inputs)
-        Scaled inputs.
-    Y : ndarray of shape (n_samples, n_outputs)
-        Encoded targets.
+        Scaled inputs; ``Y`` of shape (n_samples, n_outputs), encoded targets.
     spec : ModelSpec
     loss, task : str
-        The kernel's loss name and the task (for the stopping metric).
-    hp : ndarray
-        :func:`hyperparameters` of ``spec``.
-    drop : ndarray
-        Dropout ratios per layer.
-    seed : int
-        The shuffle and dropout stream seed.
+        The kernel's loss name; the task picks the AUTO stopping metric.
+    hp, drop, seed
+        :func:`hyperparameters` of ``spec``, dropout ratios per layer, the shuffle/dropout stream seed.
     score : callable(params) -> dict
         Metrics of a parameter vector, added to each scoring event.
     progress : callable(entry: dict, total_epochs: int), optional
