@@ -6,11 +6,9 @@ Subpackages with their own ``__all__``: :mod:`pipeline.datasets`, :mod:`pipeline
 :mod:`pipeline.sweep`.
 """
 
-from __future__ import annotations
-
 import importlib
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers read it as True)
 if TYPE_CHECKING:
     from pipeline.config import ConfigError
     from pipeline.config import ModelSpec
