@@ -1,8 +1,9 @@
 """Sweep summary: a leaderboard sorted by the objective (h2o ``get_grid(sort_by=...)``), the
 initialisation census per configuration, and the files that go on the parent run.
 
-A *row* is one trial outcome: ``key``, ``config_key``, ``axes`` (swept fields, seed excluded), ``seed``,
-``rung``, ``status``, ``objective``, ``metrics``, ``run_id``.
+A *row* is one trial outcome as a dict (:meth:`pipeline.sweep.outcome.TrialOutcome.row`): its fields
+(``key``, ``config_key``, ``seed``, ``rung``, ``status``, ``objective``, ``metrics``, ``run_id``, ...) plus
+``axes`` (swept fields, seed excluded).
 """
 
 from __future__ import annotations
