@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import cluster
 from pipeline import tracking
-from pipeline.sweep import collect, driver, runner
+from pipeline.sweep import TrialOutcome, collect, driver, runner
 
 
 def _io_error(task_, task_run, state) -> bool:
@@ -36,7 +36,7 @@ def _io_error(task_, task_run, state) -> bool:
 
 
 @task(name="run-chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3, retry_condition_fn=_io_error)
-def run_chunk(trials: list, ctx: tracking.TrackingContext, options: runner.ChunkOptions) -> list[dict]:
+def run_chunk(trials: list, ctx: tracking.TrackingContext, options: runner.ChunkOptions) -> list[TrialOutcome]:
     """Train and log one chunk of trials (seconds of work) on a Dask worker."""
     return runner.run_chunk(trials, ctx, options)
 
@@ -77,8 +77,8 @@ def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None
             rows += rung_rows
             timing["fanout_s"] += time.perf_counter() - t1
             timing["chunks"] += len(chunks)
-            timing["trial_compute_s"] += sum(o["seconds"] for o in collector.outcomes.values())
-            timing["trial_logging_s"] += sum(o.get("log_seconds", 0.0) for o in collector.outcomes.values())
+            timing["trial_compute_s"] += sum(o.seconds for o in collector.outcomes.values())
+            timing["trial_logging_s"] += sum(o.log_seconds for o in collector.outcomes.values())
             last, plan = plan, driver.next_rung(plan, rung_rows)
     except BaseException:
         tracking.close_sweep(plan.ctx, failed=True)

@@ -182,19 +182,35 @@ def load_config(source, overrides: dict | None = None) -> TrainConfig:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass a YAML file such as examples/xor.yaml")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path) or {}
         if isinstance(raw, dict) and isinstance(raw.get("data", {}).get("source"), str):
             raw["data"]["source"] = _resolve_source(raw["data"]["source"], path.parent)
     else:
         raw = dict(source)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the top level must be a mapping with keys name/model/data, got {type(raw).__name__}")
+    return validate_config(TrainConfig, raw, overrides, where)
+
+
+def validate_config(model_class, raw: dict, overrides: dict | None = None, where: str = "config"):
+    """``model_class.model_validate(raw)`` after applying dotted ``overrides`` to ``raw`` (in place).
+
+    Raises
+    ------
+    ConfigError
+        Listing each invalid field, the value received and the fix.
+    """
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     try:
-        return TrainConfig.model_validate(raw)
+        return model_class.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, where)) from None
+
+
+def read_yaml(path):
+    """The parsed content of a YAML file (``None`` for an empty file); the one YAML loader."""
+    return yaml.safe_load(Path(path).read_text())
 
 
 def _resolve_source(source: str, base: Path) -> str:
@@ -206,14 +222,32 @@ def _resolve_source(source: str, base: Path) -> str:
 
 
 def set_dotted(raw: dict, key: str, value) -> None:
-    """Set ``raw["a"]["b"] = value`` for ``key="a.b"``, creating mappings as needed."""
+    """Set ``raw["a"]["b"] = value`` for ``key="a.b"``, creating mappings as needed.
+
+    Raises
+    ------
+    ConfigError
+        When a part of the path holds something other than a mapping.
+    """
     parts = key.split(".")
     node = raw
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"cannot set {key}: {part} is not a mapping")
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key!r}: {part!r} holds {child!r}, not a mapping; "
+                              "check the dotted path")
+        node = child
     node[parts[-1]] = value
+
+
+def get_dotted(raw: dict, key: str, default=None):
+    """Read ``raw["a"]["b"]`` for ``key="a.b"`` (``default`` when absent)."""
+    node = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def parse_override(text: str) -> tuple[str, object]:

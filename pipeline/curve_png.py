@@ -82,7 +82,7 @@ def line_chart(x: np.ndarray, series: dict[str, np.ndarray], path: str | Path, t
         draw.text((qx, bottom + 5 * S), _label(v, False), fill="black", font=small, anchor="mt")
     for number, (name, v) in enumerate(ys.items()):
         colour = COLOURS[number % len(COLOURS)]
-        for run in _finite_runs(np.asarray(x, float), v):
+        for run in finite_runs(np.asarray(x, float), v):
             points = [px(a, b) for a, b in run]
             if len(points) > 1:
                 draw.line(points, fill=colour, width=3 * S // 2, joint="curve")
@@ -106,7 +106,7 @@ def _padded(lo: float, hi: float) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _finite_runs(x: np.ndarray, y: np.ndarray) -> list[Sequence[tuple[float, float]]]:
+def finite_runs(x: np.ndarray, y: np.ndarray) -> list[Sequence[tuple[float, float]]]:
     """Consecutive finite (x, y) points: a NaN or inf breaks the line."""
     runs, current = [], []
     for a, b in zip(x, y):

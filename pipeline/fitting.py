@@ -1,5 +1,10 @@
 """The training loops behind :meth:`DeepLearningModel.fit`.
 
+Pure functions over arrays and the spec: each takes the initial flat parameters and returns a
+:class:`FitResult` (trained parameters, scoring history); the inputs are not modified and nothing
+calls back into the model. The model passes ``score(params) -> dict``, a function of the parameter
+vector, and stores what comes back.
+
 Stochastic optimisers run blocks of epochs inside one jitted call
 (:func:`kernels.network.train_epochs`) and score between blocks; L-BFGS
 drives :func:`kernels.network.loss_and_grad` through scipy. Both stop with a
@@ -10,10 +15,13 @@ weight: never silent garbage.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from kernels import hyper_vector, loss_and_grad, make_workspace, train_epochs
+from pipeline import metrics
+
 
 def single_threaded_blas():
     """Limit BLAS to one thread while training.
@@ -81,70 +89,133 @@ def should_stop(history, key: str, rounds: int, tolerance: float, lower_is_bette
     return recent >= before - tolerance * abs(before)
 
 
-def run_stochastic(model, X, Y, hp, drop, score, progress=None):
-    """Mini-batch training with scoring between blocks of epochs."""
-    spec = model.spec
+@dataclass
+class FitResult:
+    """What a training loop returns.
+
+    Attributes
+    ----------
+    params : ndarray of shape (n_params,)
+        The trained flat parameter vector (a new array; the initial one is left as it was).
+    history : list of dict
+        One entry per scoring event: ``epoch``, ``samples``, ``training_objective`` and the scores.
+    message : str or None
+        scipy's termination message (L-BFGS only).
+    """
+
+    params: np.ndarray
+    history: list[dict] = field(default_factory=list)
+    message: str | None = None
+
+
+def stopping_key(spec, task: str, entry: dict) -> tuple[str, bool]:
+    """(history key, lower is better) of the early-stopping metric for a scoring ``entry``:
+    the validation series when the entry has one, else the training series."""
+    name = spec.stopping_metric
+    if name == "AUTO":
+        name = "MSE" if task == "autoencoder" else metrics.default_stopping_metric(task)
+    prefix = "validation_" if any(k.startswith("validation_") for k in entry) else "training_"
+    return prefix + name, metrics.LOWER_IS_BETTER.get(name, True)
+
+
+def early_stop(spec, task: str, history: list[dict]) -> bool:
+    """Whether ``spec``'s stopping rule (``stopping_rounds``, ``stopping_metric``,
+    ``stopping_tolerance``) ends training after the last entry of ``history``."""
+    if spec.stopping_rounds == 0:
+        return False
+    key, lower_is_better = stopping_key(spec, task, history[-1])
+    return should_stop(history, key, spec.stopping_rounds, spec.stopping_tolerance, lower_is_better)
+
+
+def run_stochastic(params, layout, X, Y, spec, *, loss, task, hp, drop, seed, score, progress=None) -> FitResult:
+    """Mini-batch training with scoring between blocks of epochs.
+
+    Parameters
+    ----------
+    params : ndarray of shape (n_params,)
+        Initial flat parameters (not modified), described by ``layout`` (:func:`kernels.layout.make_layout`).
+    X : ndarray of shape (n_samples, n_inputs)
+        Scaled inputs; ``Y`` of shape (n_samples, n_outputs), encoded targets.
+    spec : ModelSpec
+    loss, task : str
+        The kernel's loss name; the task picks the AUTO stopping metric.
+    hp, drop, seed
+        :func:`hyperparameters` of ``spec``, dropout ratios per layer, the shuffle/dropout stream seed.
+    score : callable(params) -> dict
+        Metrics of a parameter vector, added to each scoring event.
+    progress : callable(entry: dict, total_epochs: int), optional
+
+    Returns
+    -------
+    FitResult
+    """
+    params = params.copy()
     total = int(math.ceil(spec.epochs))
     interval = scoring_schedule(spec, total)
-    state = np.zeros((2, model.params_.size), dtype=model.params_.dtype)
+    state = np.zeros((2, params.size), dtype=params.dtype)
     counters = np.zeros(2)
-    n_hidden = max(sum(spec.hidden), 1)
-    rho_run = np.zeros(n_hidden)
+    rho_run = np.zeros(max(sum(spec.hidden), 1))
+    history: list[dict] = []
     done = 0
     while done < total:
         block = min(interval, total - done)
         epoch_loss, finished = train_epochs(
-            model.params_, model.layout_, X, Y, state, counters, epoch0=done, n_epochs=block,
-            batch_size=spec.mini_batch_size, loss=model.loss_, optimizer=spec.resolved_optimizer, hp=hp,
-            drop=drop, seed=model.stream_seed_, shuffle=spec.shuffle_training_data, rho_run=rho_run)
+            params, layout, X, Y, state, counters, epoch0=done, n_epochs=block,
+            batch_size=spec.mini_batch_size, loss=loss, optimizer=spec.resolved_optimizer, hp=hp,
+            drop=drop, seed=seed, shuffle=spec.shuffle_training_data, rho_run=rho_run)
         if finished < block:
             raise TrainingDivergedError(done + finished + 1, float(epoch_loss[finished]), DIVERGENCE_HINT)
         done += block
         entry = {"epoch": done, "samples": float(counters[0]), "training_objective": float(epoch_loss[-1])}
-        entry.update(score())
-        model.history_.append(entry)
+        entry.update(score(params))
+        history.append(entry)
         if progress is not None:
             progress(entry, total)
-        if model.stop_check():
+        if early_stop(spec, task, history):
             break
+    return FitResult(params, history)
 
 
-def run_lbfgs(model, X, Y, hp, score, progress=None):
-    """Full-batch L-BFGS (scipy) over the flat vector, in float64 (UFLDL's minFunc)."""
+def run_lbfgs(params, layout, X, Y, spec, *, loss, hp, score, progress=None) -> FitResult:
+    """Full-batch L-BFGS (scipy) over the flat vector, in float64 (UFLDL's minFunc).
+
+    Parameters are those of :func:`run_stochastic` (no dropout, seed or stopping rule);
+    ``params`` is not modified. The result's ``message`` is scipy's.
+    """
     from scipy.optimize import minimize
 
-    spec = model.spec
+    params = params.copy()
     total = int(math.ceil(spec.epochs))
     interval = scoring_schedule(spec, total)
     X64, Y64 = np.ascontiguousarray(X, np.float64), np.ascontiguousarray(Y, np.float64)
-    theta0 = model.params_.astype(np.float64)
+    workspace = make_workspace(layout, X64.shape[0], np.float64)
+    history: list[dict] = []
     iteration = [0]
-    workspace = make_workspace(model.layout_, X64.shape[0], np.float64)
 
     def objective(theta):
-        value, grad = loss_and_grad(np.ascontiguousarray(theta), model.layout_, X64, Y64, model.loss_, hp,
-                                    workspace=workspace)
+        value, grad = loss_and_grad(np.ascontiguousarray(theta), layout, X64, Y64, loss, hp, workspace=workspace)
         if not (math.isfinite(value) and np.isfinite(grad).all()):
             raise TrainingDivergedError(iteration[0] + 1, value, DIVERGENCE_HINT)
         return value, grad
 
+    def scored(objective_value):
+        entry = {"epoch": iteration[0], "samples": float(iteration[0] * X.shape[0]),
+                 "training_objective": float(objective_value)}
+        entry.update(score(params))
+        history.append(entry)
+        return entry
+
     def callback(intermediate_result):
         iteration[0] += 1
-        model.params_[:] = intermediate_result.x
+        params[:] = intermediate_result.x  # in the model's dtype, as the scores see it
         if iteration[0] % interval == 0 or iteration[0] == total:
-            entry = {"epoch": iteration[0], "samples": float(iteration[0] * X.shape[0]),
-                     "training_objective": float(intermediate_result.fun)}
-            entry.update(score())
-            model.history_.append(entry)
+            entry = scored(intermediate_result.fun)
             if progress is not None:
                 progress(entry, total)
 
-    result = minimize(objective, theta0, jac=True, method="L-BFGS-B", callback=callback,
+    result = minimize(objective, params.astype(np.float64), jac=True, method="L-BFGS-B", callback=callback,
                       options={"maxiter": total, "maxcor": 20})
-    model.params_[:] = result.x
-    if not model.history_ or model.history_[-1]["epoch"] != iteration[0]:
-        entry = {"epoch": iteration[0], "samples": float(iteration[0] * X.shape[0]),
-                 "training_objective": float(result.fun)}
-        entry.update(score())
-        model.history_.append(entry)
-    model.optimizer_message_ = str(result.message)
+    params[:] = result.x
+    if not history or history[-1]["epoch"] != iteration[0]:
+        scored(result.fun)
+    return FitResult(params, history, str(result.message))

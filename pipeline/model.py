@@ -171,12 +171,20 @@ class DeepLearningModel:
         hp = fitting.hyperparameters(self.spec, self.loss_)
         with fitting.single_threaded_blas():
             if self.spec.resolved_optimizer == "lbfgs":
-                fitting.run_lbfgs(self, Xs, Ys, hp, score, progress)
+                result = fitting.run_lbfgs(self.params_, self.layout_, Xs, Ys, self.spec, loss=self.loss_, hp=hp,
+                                           score=score, progress=progress)
+                self.optimizer_message_ = result.message
             else:
-                fitting.run_stochastic(self, Xs, Ys, hp, np.asarray(self.spec.dropout_ratios), score, progress)
+                result = fitting.run_stochastic(
+                    self.params_, self.layout_, Xs, Ys, self.spec, loss=self.loss_, task=self.task_, hp=hp,
+                    drop=np.asarray(self.spec.dropout_ratios), seed=self.stream_seed_, score=score,
+                    progress=progress)
+        self.params_, self.history_ = result.params, result.history
         return self
 
     def _scorer(self, X, y, X_valid, y_valid):
+        """``score(params) -> dict``: training (at most SCORE_TRAINING_SAMPLES rows) and validation
+        metrics of a parameter vector, keys prefixed ``training_`` / ``validation_``."""
         n = X.shape[0]
         if n > fitting.SCORE_TRAINING_SAMPLES:
             pick = np.random.default_rng(self.spec.seed).choice(n, fitting.SCORE_TRAINING_SAMPLES, replace=False)
@@ -184,36 +192,26 @@ class DeepLearningModel:
         if X_valid is not None:
             X_valid = _check_finite("X_valid", X_valid)
 
-        def score():
-            entry = {f"training_{k}": v for k, v in self.score(X, y).items()}
+        def score(params):
+            entry = {f"training_{k}": v for k, v in self._score(X, y, params).items()}
             if X_valid is not None:
-                entry.update({f"validation_{k}": v for k, v in self.score(X_valid, y_valid).items()})
+                entry.update({f"validation_{k}": v for k, v in self._score(X_valid, y_valid, params).items()})
             return entry
         return score
-
-    def stop_check(self) -> bool:
-        spec = self.spec
-        if spec.stopping_rounds == 0:
-            return False
-        name = spec.stopping_metric
-        if name == "AUTO":
-            name = "MSE" if self.task_ == "autoencoder" else metrics.default_stopping_metric(self.task_)
-        prefix = "validation_" if any(k.startswith("validation_") for k in self.history_[-1]) else "training_"
-        return fitting.should_stop(self.history_, prefix + name, spec.stopping_rounds, spec.stopping_tolerance,
-                                   metrics.LOWER_IS_BETTER.get(name, True))
 
     # ------------------------------------------------------------ inference
     def _check_fitted(self):
         if not hasattr(self, "params_"):
             raise RuntimeError("this model is not fitted yet; call fit(X, y) or DeepLearningModel.load(path).")
 
-    def _outputs(self, X, layer=-1):
+    def _outputs(self, X, layer=-1, params=None):
         self._check_fitted()
+        params = self.params_ if params is None else params
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.sizes_[0]:
             raise ValueError(f"X has shape {X.shape}; the model expects (n_samples, {self.sizes_[0]}).")
-        Xs = encoding.apply_input_scaler(self.scaler_, X, self.params_.dtype)
-        return forward(self.params_, self.layout_, Xs, layer=layer)
+        Xs = encoding.apply_input_scaler(self.scaler_, X, params.dtype)
+        return forward(params, self.layout_, Xs, layer=layer)
 
     def predict(self, X):
         """Labels (classification), values (regression) or reconstructions (autoencoder), shape (n_samples, ...)."""
@@ -239,9 +237,12 @@ class DeepLearningModel:
 
     def score(self, X, y=None) -> dict:
         """h2o-style metrics: logloss/accuracy/MSE (classes), MSE/RMSE/MAE (values), MSE (autoencoder)."""
+        return self._score(X, y, self.params_)
+
+    def _score(self, X, y, params) -> dict:
         if self.task_ == "autoencoder":
-            return {"MSE": float(np.mean(self.anomaly(X)))}
-        out = self._outputs(X)
+            return {"MSE": float(np.mean(self._anomaly(X, params)))}
+        out = self._outputs(X, params=params)
         labels, proba = encoding.decode_outputs(self.encoder_, out)
         if self.task_ == "classification":
             return metrics.classification_metrics(np.asarray(y), labels, proba, self.encoder_["classes"])
@@ -264,8 +265,11 @@ class DeepLearningModel:
         """
         if self.task_ != "autoencoder":
             raise ValueError("anomaly needs an autoencoder; train with autoencoder: true.")
+        return self._anomaly(X, self.params_, per_feature)
+
+    def _anomaly(self, X, params, per_feature=False):
         Xs = encoding.apply_input_scaler(self.scaler_, np.asarray(X, dtype=np.float64), np.float64)
-        err = (self._outputs(X).astype(np.float64) - Xs) ** 2
+        err = (self._outputs(X, params=params).astype(np.float64) - Xs) ** 2
         return err if per_feature else err.mean(axis=1)
 
     def layer_params(self, layer):

@@ -18,6 +18,10 @@ import pyarrow.parquet as pq
 
 from pipeline.datasets.tabular import check_finite, parquet_files
 
+#: ``format`` value and file-metadata key of the pixel schema (:mod:`pipeline.datasets.store`).
+FORMAT = "sweepnet-pixels/1"
+META_KEY = b"sweepnet"
+
 _RECREATE = "re-create it with `sweepnet data patches` / `sweepnet data images` (or write_dataset)"
 
 
@@ -31,8 +35,6 @@ def open_file(file: Path) -> pq.ParquetFile:
 
 
 def _file_meta(file: Path, schema: pa.Schema) -> dict:
-    from pipeline.datasets.store import FORMAT, META_KEY
-
     raw = (schema.metadata or {}).get(META_KEY)
     if raw is None:
         raise ValueError(f"{file}: no 'sweepnet' metadata, so the image shape is unknown; {_RECREATE}. "

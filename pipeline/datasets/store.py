@@ -41,11 +41,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.datasets import checks
 from pipeline.datasets.builtin import RawData
+from pipeline.datasets.checks import FORMAT, META_KEY
 from pipeline.datasets.tabular import check_finite, parquet_files
-
-FORMAT = "sweepnet-pixels/1"
-META_KEY = b"sweepnet"
 DEFAULT_ROWS_PER_GROUP = 16384
 
 
@@ -124,9 +123,7 @@ def file_meta(file) -> dict:
 
 def dataset_meta(path) -> dict:
     """Metadata of a dataset (the first file's, after :func:`validate` checks consistency)."""
-    from pipeline.datasets.checks import validate
-
-    return validate(path, scan=False)["meta"]
+    return checks.validate(path, scan=False)["meta"]
 
 
 def _pixels_view(column) -> np.ndarray:
@@ -206,8 +203,6 @@ def read_pixels(path, *, validate: bool = True) -> tuple[np.ndarray, np.ndarray 
     labels : ndarray of shape (n,), int64, or None
     meta : dict (see module docstring)
     """
-    from pipeline.datasets import checks
-
     files = parquet_files(Path(path))
     meta = checks.validate(path, scan=False)["meta"] if validate else file_meta(files[0])
     has_label = all("label" in pq.read_schema(f).names for f in files)

@@ -13,6 +13,7 @@ from pipeline import tracking
 from pipeline.sweep import summary
 from pipeline.sweep.driver import SweepPlan, config_child_key
 from pipeline.sweep.expand import Trial
+from pipeline.sweep.outcome import TrialOutcome
 from pipeline.sweep.progress import Progress
 from pipeline.sweep.runner import trial_tags
 
@@ -25,7 +26,7 @@ class Collector:
     def __init__(self, plan: SweepPlan, pending: list[list[Trial]] | None = None,
                  stream: IO | None = None, every: float = 1.0) -> None:
         self.plan = plan
-        self.outcomes: dict[str, dict] = {}
+        self.outcomes: dict[str, TrialOutcome] = {}
         self.members: dict[str, list[Trial]] = {}
         for t in plan.trials:
             self.members.setdefault(t.config_key, []).append(t)
@@ -35,20 +36,20 @@ class Collector:
         if pending is not None:  # trials finished by an earlier run count as done from the start
             self.progress.done = self.progress.cached = len(plan.trials) - sum(map(len, pending))
 
-    def add(self, outcomes: list[dict]) -> None:
+    def add(self, outcomes: list[TrialOutcome]) -> None:
         """Record a chunk's outcomes; in ``child_per: config`` mode log every configuration that is complete."""
         for o in outcomes:
-            self.outcomes[o["key"]] = o
+            self.outcomes[o.key] = o
         self.progress.update(outcomes)
         if self.plan.spec.child_per == "config":
-            for ck in {o["config_key"] for o in outcomes}:
+            for ck in {o.config_key for o in outcomes}:
                 if all(t.key in self.outcomes for t in self.members[ck]):
                     log_config_child(self.plan, self.members[ck], [self.outcomes[t.key] for t in self.members[ck]])
 
     def mark_lost(self, trials: list[Trial], error: str) -> None:
         """A chunk whose task failed for good (e.g. KilledWorker): its trials count as failed."""
         lost = [t for t in trials if t.key not in self.outcomes]
-        self.add([_lost_outcome(t, error) for t in lost])
+        self.add([TrialOutcome.of(t, "failed", error=error) for t in lost])
         if self.plan.spec.child_per == "trial":
             for t in lost:
                 tracking.log_failure(self.plan.ctx, t.key, f"{self.plan.spec.name}-{t.index:05d}",
@@ -57,30 +58,25 @@ class Collector:
     def rows(self) -> list[dict]:
         """One summary row per trial of the rung: this run's outcome, else what MLflow already holds."""
         # a chunk Dask re-ran after its worker died reports its trials as "cached" without metrics
-        hollow = any(o["status"] == "cached" and not o["metrics"] for o in self.outcomes.values())
+        hollow = any(o.status == "cached" and not o.metrics for o in self.outcomes.values())
         known = _stored_rows(self.plan) if hollow or len(self.outcomes) < len(self.plan.trials) else {}
         out = []
         for t in self.plan.trials:
             o = self.outcomes.get(t.key)
-            if o is None or (o["status"] == "cached" and not o["metrics"]):
-                o = known.get(t.key) or o or _lost_outcome(t, "no result", status="missing")
-            out.append(_row(t, o, self.plan))
+            if o is None or (o.status == "cached" and not o.metrics):
+                stored = known.get(t.key)
+                o = TrialOutcome.of(t, **stored) if stored else o or TrialOutcome.of(t, "missing", error="no result")
+            out.append(_row(t, o))
         return out
 
 
-def _lost_outcome(t: Trial, error: str, status: str = "failed") -> dict:
-    return {"key": t.key, "index": t.index, "config_key": t.config_key, "seed": t.seed, "rung": t.rung,
-            "status": status, "objective": math.nan, "metrics": {}, "error": error, "seconds": 0.0,
-            "run_id": None, "epochs_run": 0}
-
-
-def _row(t: Trial, o: dict, plan: SweepPlan) -> dict:
-    axes = {k: v for k, v in t.axes.items() if k != "model.seed"}
-    return {**o, "axes": axes, "seed": t.seed, "rung": t.rung, "config_key": t.config_key, "key": t.key}
+def _row(t: Trial, o: TrialOutcome) -> dict:
+    return o.row({k: v for k, v in t.axes.items() if k != "model.seed"})
 
 
 def _stored_rows(plan: SweepPlan) -> dict[str, dict]:
-    """Outcomes of earlier runs of this sweep, read back from MLflow (key -> outcome)."""
+    """What MLflow holds about earlier runs of this sweep: key -> :class:`TrialOutcome` fields
+    (``status``, ``objective``, ``metrics``, ``run_id``, ``error``, maybe ``epochs_run``)."""
     ctx, objective = plan.ctx, plan.spec.objective.metric
     found: dict[str, dict] = {}
     for run in tracking.children(plan.ctx):
@@ -108,29 +104,29 @@ def _from_csv(rec: dict, run_id: str, objective: str) -> dict:
             "run_id": run_id, "error": rec.get("error", ""), "epochs_run": int(rec["epochs_run"] or 0)}
 
 
-def seeds_csv(outcomes: list[dict]) -> str:
+def seeds_csv(outcomes: list[TrialOutcome]) -> str:
     """The per-seed table of one configuration (one line per seed)."""
-    keys = sorted({k for o in outcomes for k in o["metrics"]})
+    keys = sorted({k for o in outcomes for k in o.metrics})
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(_SEED_COLS + [f"m_{k}" for k in keys])
-    for o in sorted(outcomes, key=lambda o: (o["seed"] is None, o["seed"])):
-        w.writerow([o["seed"], o["key"], o["status"], o["objective"], o["epochs_run"], f"{o['seconds']:.4f}",
-                    o["error"][:300].replace("\n", " ")] + [o["metrics"].get(k, "") for k in keys])
+    for o in sorted(outcomes, key=lambda o: (o.seed is None, o.seed)):
+        w.writerow([o.seed, o.key, o.status, o.objective, o.epochs_run, f"{o.seconds:.4f}",
+                    o.error[:300].replace("\n", " ")] + [o.metrics.get(k, "") for k in keys])
     return buf.getvalue()
 
 
-def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[dict]) -> str | None:
+def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialOutcome]) -> str | None:
     """One child for a configuration: aggregate metrics over seeds + ``seeds.csv`` (census mode)."""
     spec, first = plan.spec, trials[0]
-    ok = [o["objective"] for o in outcomes if o["status"] in summary.OK and math.isfinite(o["objective"])]
+    ok = [o.objective for o in outcomes if o.status in summary.OK and math.isfinite(o.objective)]
     name = spec.objective.metric
     metrics: dict[str, float] = {"n_seeds": len(outcomes), "n_failed": len(outcomes) - len(ok)}
     if ok:
         ok.sort()
         metrics.update({name: ok[len(ok) // 2], f"{name}_min": ok[0], f"{name}_max": ok[-1],
                         f"{name}_mean": sum(ok) / len(ok)})
-    groups = summary.census_groups([_row(t, o, plan) for t, o in zip(trials, outcomes)], spec)
+    groups = summary.census_groups([_row(t, o) for t, o in zip(trials, outcomes)], spec)
     if groups and math.isfinite(groups[0]["share_solved"]):
         metrics["share_solved"] = groups[0]["share_solved"]
     config = {**first.config, "model": {k: v for k, v in first.config.get("model", {}).items() if k != "seed"}}
@@ -143,11 +139,11 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[dict])
         Path(tmp, "seeds.csv").write_text(seeds_csv(outcomes))
         status = "FINISHED" if ok else "FAILED"
         if not ok:
-            tags[tracking.TAG_ERROR] = f"all {len(outcomes)} seeds failed; first: {outcomes[0]['error'][:2000]}"
+            tags[tracking.TAG_ERROR] = f"all {len(outcomes)} seeds failed; first: {outcomes[0].error[:2000]}"
         run_id = tracking.log_child(plan.ctx, key, f"{spec.name} {label}"[:240], config, tags, [], metrics,
                                     tmp, status=status)
     for o in outcomes:
-        o["run_id"] = run_id
+        o.run_id = run_id
     return run_id
 
 

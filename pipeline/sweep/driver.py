@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import tracking
+from pipeline.config import get_dotted, set_dotted
 from pipeline.sweep import expand as ex
 from pipeline.sweep import summary
 from pipeline.sweep.progress import Progress
@@ -138,7 +139,7 @@ def warm_and_probe(trials: list[ex.Trial], train_fn: str) -> float:
         except Exception:  # noqa: BLE001 - reported per trial during the fan-out
             continue
     for t in trials[:PROBE_ATTEMPTS]:
-        epochs = int(ex.get_dotted(t.config, "model.epochs", 1) or 1)
+        epochs = int(get_dotted(t.config, "model.epochs", 1) or 1)
         short = max(1, math.ceil(epochs / 10))
         start = time.perf_counter()
         try:
@@ -151,7 +152,7 @@ def warm_and_probe(trials: list[ex.Trial], train_fn: str) -> float:
 
 def _with_epochs(config: dict[str, Any], epochs: int) -> dict[str, Any]:
     config = copy.deepcopy(config)
-    ex.set_dotted(config, "model.epochs", epochs)
+    set_dotted(config, "model.epochs", epochs)
     return config
 
 

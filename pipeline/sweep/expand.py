@@ -68,30 +68,6 @@ def default_digest(data: dict[str, Any]) -> str:
     return str(load_data(DataSpec.model_validate(data)).meta["digest"])
 
 
-def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``config["a"]["b"] = value`` for ``dotted = "a.b"``, creating missing mappings."""
-    node = config
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ValueError(
-                f"space field {dotted!r}: {part!r} holds {child!r}, not a mapping; check the dotted path"
-            )
-        node = child
-    node[parts[-1]] = value
-
-
-def get_dotted(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    """Read ``config["a"]["b"]`` for ``dotted = "a.b"`` (``default`` when absent)."""
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def _digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -164,6 +140,8 @@ def expand(
 
 
 def _make_trial(spec, base, axes, index, rung, resolver, digest, digests) -> Trial:
+    from pipeline.config import get_dotted, set_dotted  # lazily: pipeline.config loads the datasets
+
     raw = copy.deepcopy(base)
     for dotted, value in axes.items():
         set_dotted(raw, dotted, copy.deepcopy(value))

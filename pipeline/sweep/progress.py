@@ -7,6 +7,8 @@ import sys
 import time
 from typing import IO, Iterable
 
+from pipeline.sweep.outcome import TrialOutcome
+
 
 def _clock(seconds: float) -> str:
     if not math.isfinite(seconds):
@@ -32,15 +34,15 @@ class Progress:
         self.start = time.perf_counter()
         self._last = -math.inf
 
-    def update(self, outcomes: Iterable[dict], force: bool = False) -> None:
-        """Count ``outcomes`` (dicts with ``status`` and ``objective``) and maybe print."""
+    def update(self, outcomes: Iterable[TrialOutcome], force: bool = False) -> None:
+        """Count ``outcomes`` and maybe print."""
         for o in outcomes:
             self.done += 1
-            status = o["status"]
+            status = o.status
             self.failed += status == "failed"
             self.cached += status == "cached"
             self.skipped += status == "skipped"
-            value = o.get("objective", math.nan)
+            value = o.objective
             if math.isfinite(value) and (math.isnan(self.best) or self._better(value)):
                 self.best = value
         now = time.perf_counter()

@@ -25,6 +25,8 @@ import yaml
 
 from pipeline import tracking
 from pipeline.sweep.expand import Trial
+from pipeline.sweep.outcome import TrialOutcome
+from pipeline.sweep.summary import format_value
 
 TRAIN_FN = "pipeline.train:run_training"
 
@@ -65,14 +67,9 @@ def load_callable(path: str) -> Callable:
 
 def run_chunk(
     trials: list[Trial], ctx: tracking.TrackingContext | None, options: ChunkOptions
-) -> list[dict[str, Any]]:
-    """Run ``trials`` one after another; return one small outcome dict per trial.
-
-    Outcome keys: ``key``, ``index``, ``config_key``, ``seed``, ``rung``, ``status`` (``finished``,
-    ``failed``, ``cached``, ``skipped``), ``objective``, ``metrics``, ``error``, ``seconds`` (training),
-    ``log_seconds`` (its MLflow child and artifacts), ``run_id``,
-    ``epochs_run``.
-    """
+) -> list[TrialOutcome]:
+    """Run ``trials`` one after another; return one :class:`TrialOutcome` per trial (status
+    ``finished``, ``failed``, ``cached`` or ``skipped``)."""
     train = _with_shared_data(load_callable(options.train_fn))
     tracked = ctx is not None and options.child_per == "trial"
     outcomes = []
@@ -106,14 +103,8 @@ def _with_shared_data(train: Callable) -> Callable:
     return call
 
 
-def _outcome(trial: Trial, status: str, **extra: Any) -> dict[str, Any]:
-    base = {
-        "key": trial.key, "index": trial.index, "config_key": trial.config_key, "seed": trial.seed,
-        "rung": trial.rung, "status": status, "objective": math.nan, "metrics": {}, "error": "",
-        "seconds": 0.0, "log_seconds": 0.0, "run_id": None, "epochs_run": 0, "pid": os.getpid(), "ended": time.time(),
-    }
-    base.update(extra)
-    return base
+def _outcome(trial: Trial, status: str, **extra: Any) -> TrialOutcome:
+    return TrialOutcome.of(trial, status, pid=os.getpid(), ended=time.time(), **extra)
 
 
 def divergence(history: list[dict], metrics: dict[str, float], objective: str) -> str:
@@ -130,7 +121,7 @@ def divergence(history: list[dict], metrics: dict[str, float], objective: str) -
     return ""
 
 
-def run_trial(trial: Trial, ctx, options: ChunkOptions, train: Callable) -> dict[str, Any]:
+def run_trial(trial: Trial, ctx, options: ChunkOptions, train: Callable) -> TrialOutcome:
     """Train one trial and log it (child run), turning errors and divergence into FAILED children."""
     start = time.perf_counter()
     try:
@@ -150,28 +141,28 @@ def run_trial(trial: Trial, ctx, options: ChunkOptions, train: Callable) -> dict
         return out
     logged = time.perf_counter()
     _log_trial(out, trial, ctx, options, result, error)
-    out["log_seconds"] = time.perf_counter() - logged
+    out.log_seconds = time.perf_counter() - logged
     return out
 
 
-def _log_trial(out: dict[str, Any], trial: Trial, ctx, options: ChunkOptions, result, error: str) -> None:
+def _log_trial(out: TrialOutcome, trial: Trial, ctx, options: ChunkOptions, result, error: str) -> None:
     """The trial's MLflow child: FAILED with the error, or FINISHED with metrics and artifacts."""
     name = run_name(options.sweep_name, trial)
     tags = trial_tags(trial)
     if error:
-        out["run_id"] = tracking.log_failure(ctx, trial.key, name, trial.config, tags, error)
+        out.run_id = tracking.log_failure(ctx, trial.key, name, trial.config, tags, error)
         return
     with tempfile.TemporaryDirectory() as tmp:
         if options.artifacts:
             write_trial_artifacts(Path(tmp), trial, result)
         run_id = tracking.log_child(
-            ctx, trial.key, name, trial.config, tags, result.history, out["metrics"],
+            ctx, trial.key, name, trial.config, tags, result.history, out.metrics,
             tmp if options.artifacts else None, curve_keys=curve_keys(result.history, options.objective),
             check_first=False,  # run_chunk looked the key up right before training
         )
-    out["run_id"] = run_id
+    out.run_id = run_id
     if run_id is None:
-        out["status"] = "cached"
+        out.status = "cached"
 
 
 def _num(v: Any) -> bool:
@@ -180,12 +171,8 @@ def _num(v: Any) -> bool:
 
 def run_name(sweep_name: str, trial: Trial) -> str:
     """Readable child name: sweep, index and the swept values."""
-    short = ",".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in trial.axes.items())
+    short = ",".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in trial.axes.items())
     return f"{sweep_name}-{trial.index:05d} {short}"[:240]
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v).replace(" ", "")
 
 
 def trial_tags(trial: Trial) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _DIST_KINDS = ("uniform", "loguniform", "choice", "int_range")
@@ -236,12 +235,14 @@ def load_sweep(source: str | Path | dict[str, Any]) -> SweepSpec:
     """
     from pydantic import ValidationError
 
+    from pipeline.config import read_yaml  # lazily: pipeline.config loads the datasets
+
     root = Path.cwd()
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"sweep file {str(path)!r} does not exist; pass the path of a sweep YAML")
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path)
         root = path.resolve().parent
     else:
         raw = dict(source)
@@ -274,8 +275,10 @@ def base_config_dict(spec: SweepSpec) -> dict[str, Any]:
     """The base training config as a plain mapping (read from disk if ``base`` is a path)."""
     if isinstance(spec.base, dict):
         return dict(spec.base)
+    from pipeline.config import read_yaml
+
     path = Path(spec.base)
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ValueError(f"base config {spec.base!r} must hold a mapping, got {type(data).__name__}")
     source = data.get("data", {}).get("source") if isinstance(data.get("data"), dict) else None

@@ -1,8 +1,9 @@
 """Sweep summary: a leaderboard sorted by the objective (h2o ``get_grid(sort_by=...)``), the
 initialisation census per configuration, and the files that go on the parent run.
 
-A *row* is one trial outcome: ``key``, ``config_key``, ``axes`` (swept fields, seed excluded), ``seed``,
-``rung``, ``status``, ``objective``, ``metrics``, ``run_id``.
+A *row* is one trial outcome as a dict (:meth:`pipeline.sweep.outcome.TrialOutcome.row`): its fields
+(``key``, ``config_key``, ``seed``, ``rung``, ``status``, ``objective``, ``metrics``, ``run_id``, ...) plus
+``axes`` (swept fields, seed excluded).
 """
 
 from __future__ import annotations
@@ -109,10 +110,11 @@ def _quantile(vals: Sequence[float], q: float) -> float:
 
 
 def _axes_label(axes: dict[str, Any]) -> str:
-    return " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in axes.items()) or "base"
+    return " ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in axes.items()) or "base"
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A value as a short table cell or run-name part: floats to 4 significant digits, no spaces."""
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v).replace(" ", "")
@@ -125,8 +127,8 @@ def leaderboard_table(rows: Sequence[dict], spec: SweepSpec, axes: Sequence[str]
     body = []
     for i, r in enumerate(leaderboard(rows, spec.objective.direction), start=1):
         body.append([
-            i, *(_fmt(r["axes"].get(a, "")) for a in axes), r.get("seed", ""), r.get("rung", 0),
-            _fmt(r["objective"]), *(_fmt(r["metrics"].get(k, "")) for k in metric_keys),
+            i, *(format_value(r["axes"].get(a, "")) for a in axes), r.get("seed", ""), r.get("rung", 0),
+            format_value(r["objective"]), *(format_value(r["metrics"].get(k, "")) for k in metric_keys),
             r["status"], r.get("run_id") or "", r["key"],
         ])
     return header, body
@@ -137,8 +139,8 @@ def census_table(groups: Sequence[dict], spec: SweepSpec) -> tuple[list[str], li
     axes = sorted({a for g in groups for a in g["axes"]})
     header = [*axes, "rung", "n_seeds", "n_failed", "share_best", "share_solved",
               "best", "q25", "median", "q75", "worst", "std"]
-    body = [[*(_fmt(g["axes"].get(a, "")) for a in axes), g["rung"], g["n_seeds"], g["n_failed"],
-             _fmt(g["share_best"]), _fmt(g["share_solved"]), *(_fmt(g[k]) for k in
+    body = [[*(format_value(g["axes"].get(a, "")) for a in axes), g["rung"], g["n_seeds"], g["n_failed"],
+             format_value(g["share_best"]), format_value(g["share_solved"]), *(format_value(g[k]) for k in
              ("best", "q25", "median", "q75", "worst", "std"))] for g in groups]
     return header, body
 

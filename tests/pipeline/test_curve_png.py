@@ -45,7 +45,7 @@ def test_a_nan_breaks_the_line_and_non_positive_values_use_a_linear_axis(tmp_pat
     y = np.linspace(1.0, -1.0, 40)  # crosses zero: no log scale
     y[20] = np.nan
     curve_png.line_chart(x, {"training_objective": y}, tmp_path / "gap.png")
-    runs = curve_png._finite_runs(x, y)
+    runs = curve_png.finite_runs(x, y)
     assert [len(r) for r in runs] == [20, 19]
     assert _pixels_of(Image.open(tmp_path / "gap.png"), curve_png.COLOURS[0]) > 50
 

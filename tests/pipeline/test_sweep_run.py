@@ -85,10 +85,10 @@ def test_resume_runs_only_missing_keys_and_never_duplicates(store):
     left = driver.pending_chunks(again)
     assert [t.key for c in left for t in c] == [t.key for t in chunks[1]]
     col, res = run(again, left)
-    assert res["trials_finished"] == 4 and {o["status"] for o in col.outcomes.values()} == {"finished"}
+    assert res["trials_finished"] == 4 and {o.status for o in col.outcomes.values()} == {"finished"}
     # a re-executed chunk (as Dask does after a worker dies) finds the keys and logs nothing
     replay = runner.run_chunk(chunks[0], again.ctx, again.options)
-    assert {o["status"] for o in replay} == {"cached"}
+    assert {o.status for o in replay} == {"cached"}
     finished = tracking.children(again.ctx, status="FINISHED")
     assert len(finished) == 4 == len({r.data.tags[tracking.TAG_KEY] for r in finished})
 

@@ -44,7 +44,7 @@ def test_a_reexecuted_chunk_keeps_its_trials_metrics_in_the_summary(tmp_path):
         collector.add(outcomes)
     rows = {r["key"]: r for r in collector.rows()}
     key = chunks[0][0].key
-    assert rows[key]["objective"] == first[0][0]["objective"], rows[key]
+    assert rows[key]["objective"] == first[0][0].objective, rows[key]
 
 
 @pytest.mark.timeout(240)
