@@ -19,7 +19,7 @@ import numpy as np
 
 from kernels import hyper
 from kernels._jit import inline, serial
-from kernels.activations import _activate, _activate_backward, LINEAR, SIGMOID, SOFTMAX
+from kernels.activations import _activate, _activate_backward, LINEAR, SIGMOID
 from kernels.dropout import _fill_mask
 from kernels.losses import _output_delta
 from kernels.penalties import _penalty

@@ -17,8 +17,6 @@ state[1] = E[Δ²]; Adam state[0] = m, state[1] = v. ``counters`` holds
 
 import math
 
-import numpy as np
-
 from kernels import hyper
 from kernels._jit import inline, serial
 
