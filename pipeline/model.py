@@ -123,7 +123,7 @@ class DeepLearningModel:
             self.encoder_ = {"task": "autoencoder", "output": output}
             n_out = X.shape[1]
         else:
-            self.encoder_ = encoding.fit_target_encoder(y, self.task_, output)
+            self.encoder_ = encoding.fit_target_encoder(y, self.task_, output, classes)
             n_out = encoding.n_outputs(self.encoder_)
         hidden_act, _ = ACTIVATIONS[spec.activation]
         self.sizes_ = [X.shape[1], *spec.hidden, n_out]

@@ -175,3 +175,14 @@ def test_uniform_adaptive_output_layer_of_a_classifier_is_four_times_wider_like_
         assert np.abs(W0).max() <= np.sqrt(6 / 50) and np.abs(W0).max() > 0.9 * np.sqrt(6 / 50)
         bound = factor * np.sqrt(6 / (20 + W1.shape[0]))
         assert np.abs(W1).max() <= bound and np.abs(W1).max() > 0.8 * bound
+
+
+def test_targets_are_encoded_against_the_declared_classes_even_when_the_rows_hold_one():
+    X = np.random.default_rng(0).normal(size=(3, 2))
+    model = DeepLearningModel(hidden=[2], distribution="multinomial", dtype="float64")
+    model.initialize(X, np.array(["a", "a", "a"]), classes=["a", "b", "c"])
+    assert model.classes_ == ["a", "b", "c"] and model.sizes_[-1] == 3
+    np.testing.assert_array_equal(model.encode_targets(X, np.array(["a", "a", "a"])), [[1.0, 0.0, 0.0]] * 3)
+    alone = DeepLearningModel(hidden=[2], distribution="multinomial", dtype="float64").initialize(X, np.array(["a"] * 3))
+    np.testing.assert_array_equal(alone.encode_targets(X, np.array(["a"] * 3)), [[1.0]] * 3)  # the softmax's p = 1
+    assert list(alone.predict(X)) == ["a", "a", "a"]
