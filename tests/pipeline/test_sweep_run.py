@@ -164,3 +164,18 @@ def test_trial_keys_carry_the_code_version_and_older_results_are_reused_only_on_
 
 def old_version(plan):
     return tracking.children(plan.ctx, status="FINISHED")[0].data.tags["sweepnet.version"]
+
+
+def test_census_mode_reuses_configurations_of_older_code_only_on_request(store, monkeypatch):
+    from pipeline import version
+
+    raw = sweep("s-version-census", child_per="config", seeds=2, chunk_size=4, space={"model.hidden": [[2], [3]]})
+    _, res = run(driver.prepare(raw, store, n_workers=2))
+    assert res["trials_finished"] == 4
+    old = version.code_version()
+    monkeypatch.setattr(version, "code_version", lambda: "0.1.0+newercode000")
+    assert sum(map(len, driver.pending_chunks(driver.prepare(raw, store, n_workers=2)))) == 4
+    reuse = driver.prepare(raw, store, n_workers=2, reuse_older=True)
+    assert driver.pending_chunks(reuse) == [] and reuse.older == {old: 4}
+    _, res = run(reuse)
+    assert res["trials_finished"] == 4 and res["reused"] == {old: 4}
