@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from pipeline import tracking, version
 from pipeline.sweep import summary
-from pipeline.sweep.driver import SweepPlan, config_child_key
+from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.progress import Progress
 from pipeline.sweep.runner import trial_tags
@@ -174,6 +174,7 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
         tracking.tag_run(ctx, best["run_id"], {"sweepnet.best": "true"})
     tracking.log_parent(ctx, result["metrics"], tags, out)
     tracking.close_sweep(ctx, failed=False)
+    release_lease(plan)
     missing = sum(r["status"] == "missing" for r in rows)
     return {**result["metrics"], "trials_missing": missing, "reused": reused, "reuse_note": plan.reuse_note,
             "best": best, "summary_dir": str(out),

@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline import tracking, version
 from pipeline.sweep import expand as ex
+from pipeline.sweep import lease
 from pipeline.sweep import summary
 from pipeline.sweep.progress import Progress
 from pipeline.sweep.runner import TRAIN_FN, ChunkOptions, load_callable
@@ -34,6 +35,10 @@ FALLBACK_TRIAL_SECONDS = 1.0
 
 class SweepRefused(ValueError):
     """The sweep was refused before any fan-out (bad config, bad data, wrong gradient)."""
+
+
+class SweepBusy(SweepRefused):
+    """Another live run of the same sweep holds its lease (see ``pipeline.sweep.lease``)."""
 
 
 @dataclass
@@ -57,6 +62,8 @@ class SweepPlan:
     reused: dict[str, str] = field(default_factory=dict)
     #: code version -> trials of this sweep with a result of that older code (reused or not)
     older: dict[str, int] = field(default_factory=dict)
+    #: set when this run took over the lease of a run that died
+    lease_note: str = ""
 
     @property
     def n_rungs(self) -> int:
@@ -181,8 +188,12 @@ def prepare(
     train_fn: str = TRAIN_FN,
     check_gradient: bool = True,
     reuse_older: bool = False,
+    lease_wait: float = 0.0,
 ) -> SweepPlan:
     """All pre-fan-out steps; returns the plan of rung 0.
+
+    One run of a sweep at a time: a second run is refused (``SweepBusy``, naming the holder) or waits up to
+    ``lease_wait`` seconds; the lease is released by ``collect.finish`` or ``release_lease``.
 
     ``reuse_older``: reuse results computed by older code (another ``sweepnet.version``); by default trial
     keys include the code version and those trials run again (``SweepPlan.reuse_note`` says how many)."""
@@ -194,21 +205,39 @@ def prepare(
         gradient_check(trials)
     store.mkdir(parents=True, exist_ok=True)
     key = sweep_key(spec, trials[0].data_digest)
-    params = {"sweep": spec.model_dump(mode="json", exclude={"base"}), "base": base_config_dict(spec)}
-    local = uri.startswith("sqlite") or uri.startswith("file")
-    ctx = tracking.open_sweep(uri, spec.experiment or spec.name, spec.name, key, params,
-                              artifact_root=store / "artifacts" if local else None)
-    tracking.tag_run(ctx, ctx.parent_run_id, version.source_tags())
-    tracking.reconcile_stale(ctx)
-    trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
-    trial_secs = warm_and_probe(trials, train_fn)
-    size = _chunk_size(spec, len(trials), trial_secs, n_workers)
-    deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
-    options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
-                           artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn)
-    axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
-    return SweepPlan(spec, ctx, trials, axes, options, size, str(store), key, trial_secs=trial_secs,
-                     n_workers=max(1, n_workers), reuse_older=reuse_older, reused=reused, older=older)
+    try:  # before the parent is reopened and RUNNING children are reconciled: those may be another run's
+        held = lease.acquire(store, key, spec.name, wait=lease_wait)
+    except lease.LeaseHeld as err:
+        raise SweepBusy(str(err)) from None
+    note = f"took over the lease of {lease.describe(held.previous)} (since {held.previous.get('since')}): " \
+           "that run died without finishing" if held.previous else ""
+    if note:
+        print(f"sweep {spec.name!r}: {note}", flush=True)
+    try:
+        params = {"sweep": spec.model_dump(mode="json", exclude={"base"}), "base": base_config_dict(spec)}
+        local = uri.startswith("sqlite") or uri.startswith("file")
+        ctx = tracking.open_sweep(uri, spec.experiment or spec.name, spec.name, key, params,
+                                  artifact_root=store / "artifacts" if local else None)
+        tracking.tag_run(ctx, ctx.parent_run_id, version.source_tags())
+        tracking.reconcile_stale(ctx)
+        trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
+        trial_secs = warm_and_probe(trials, train_fn)
+        size = _chunk_size(spec, len(trials), trial_secs, n_workers)
+        deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
+        options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
+                               artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn)
+        axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
+        return SweepPlan(spec, ctx, trials, axes, options, size, str(store), key, trial_secs=trial_secs,
+                         n_workers=max(1, n_workers), reuse_older=reuse_older, reused=reused, older=older,
+                         lease_note=note)
+    except BaseException:
+        lease.release(held)
+        raise
+
+
+def release_lease(plan: SweepPlan) -> None:
+    """Let the next run of this sweep start (``collect.finish`` calls it; call it when a run is abandoned)."""
+    lease.release(lease.held_lease(plan.store_dir, plan.sweep_key))
 
 
 #: Version label of results logged before children carried ``sweepnet.version``.
