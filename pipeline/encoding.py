@@ -55,7 +55,8 @@ def fit_target_encoder(y, task: str, output: str, classes=None) -> dict:
     """
     if task == "classification":
         labels = np.unique(y)
-        classes = (np.unique(np.concatenate([np.asarray(classes), labels])) if classes is not None and len(classes) else labels).tolist()
+        declared = classes is not None and len(classes) > 0
+        classes = (np.unique(np.concatenate([np.asarray(classes), labels])) if declared else labels).tolist()
         return {"task": task, "classes": classes, "output": output}
     Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     if output in ("sigmoid", "tanh"):

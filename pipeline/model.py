@@ -19,7 +19,8 @@ import numpy as np
 from kernels.layout import bias_view, make_layout, weight_view
 from kernels.network import forward
 from pipeline import encoding, fitting, metrics
-from pipeline.config import ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, ModelSpec, check_stopping_metric
+from pipeline.config import (ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, STOPPING_METRICS, ModelSpec,
+                             check_stopping_metric)
 
 FORMAT_VERSION = 1
 
@@ -50,6 +51,9 @@ def _upgrade_spec(spec: dict) -> dict:
         spec["rate_annealing"] = None
     if optimizer == "lbfgs":
         spec.update(max_w2=math.inf, stopping_rounds=0)
+    task = ModelSpec.model_construct(**spec).task_kind
+    if task is not None and spec.get("stopping_metric", "AUTO") not in ("AUTO", *STOPPING_METRICS[task]):
+        spec["stopping_metric"] = "AUTO"
     return spec
 
 

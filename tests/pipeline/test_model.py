@@ -251,8 +251,10 @@ def test_huber_delta_is_the_residual_threshold_and_old_models_load(tmp_path):
     header["spec"]["huber_alpha"] = header["spec"].pop("huber_delta")
     header["spec"].pop("adam_beta1"), header["spec"].pop("adam_beta2")
     header["spec"]["rate_annealing"] = 1e-6
+    header["spec"]["stopping_metric"] = "logloss"  # never scored for values, so it never stopped anything
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(path, **arrays)
     loaded = DeepLearningModel.load(path)
     assert loaded.spec.huber_delta == 1.0 and loaded.spec.rate_annealing is None
+    assert loaded.spec.stopping_metric == "AUTO"
     np.testing.assert_array_equal(loaded.predict(X_XOR), model.predict(X_XOR))
