@@ -78,11 +78,12 @@ def run_one(spec: str, store: Path, **options) -> tuple[int, dict | None]:
 
 def run_specs(specs: list[str], store: Path, *, dask_address: str | None = None, n_workers: int | None = None,
               worker_timeout: float = 120.0, check_gradient: bool = True, top: int = 10, verbose: bool = False,
-              summary_json: str | None = None, train_fn: str | None = None) -> int:
+              summary_json: str | None = None, train_fn: str | None = None, reuse_older: bool = False,
+              lease_wait: float = 0.0) -> int:
     """Run each sweep file in turn and print its summary; the exit code is the worst of them."""
     store.mkdir(parents=True, exist_ok=True)
     options = dict(dask_address=dask_address, n_workers=n_workers, worker_timeout=worker_timeout,
-                   check_gradient=check_gradient)
+                   check_gradient=check_gradient, reuse_older=reuse_older, lease_wait=lease_wait)
     if train_fn:
         options["train_fn"] = train_fn
     worst = EXIT_OK
@@ -133,6 +134,8 @@ def print_summary(summary: dict, top: int) -> None:
     print(f"\n{summary['trials']} trials: {summary['trials_finished']} finished, {summary['trials_failed']} failed, "
           f"{summary.get('trials_skipped', 0)} skipped, {summary.get('trials_missing', 0)} missing. "
           f"Tables and plots: {folder}")
+    if summary.get("reuse_note"):
+        print(summary["reuse_note"])
 
 
 def _table(rows: list[dict], hide: set[str], keep: set[str]) -> str:

@@ -43,9 +43,10 @@ def run_chunk(trials: list, ctx: tracking.TrackingContext, options: runner.Chunk
 
 @task(name="prepare-sweep", cache_policy=NO_CACHE)
 def prepare(spec: str, store_dir: str, tracking_uri: str | None, n_workers: int, train_fn: str,
-            check_gradient: bool) -> driver.SweepPlan:
+            check_gradient: bool, reuse_older: bool = False, lease_wait: float = 0.0) -> driver.SweepPlan:
     """Validate, gradient-check, open the parent run, warm the Numba cache, expand and size chunks."""
-    return driver.prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient)
+    return driver.prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient, reuse_older,
+                          lease_wait)
 
 
 @task(name="summarise-sweep", cache_policy=NO_CACHE)
@@ -57,12 +58,13 @@ def summarise(plan: driver.SweepPlan, rows: list[dict], out_dir: str | None) -> 
 @flow(name="sweepnet-sweep")
 def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None = None,
                dask_address: str | None = None, n_workers: int = 2, worker_timeout: float = 120.0,
-               out_dir: str | None = None, train_fn: str = runner.TRAIN_FN, check_gradient: bool = True) -> dict:
+               out_dir: str | None = None, train_fn: str = runner.TRAIN_FN, check_gradient: bool = True,
+               reuse_older: bool = False, lease_wait: float = 0.0) -> dict:
     """One sweep end to end; returns the summary counts (failures included; see ``collect.finish``)
     and ``timing``: seconds spent preparing, fanning out, summarising, the summed trial compute and the
     summed per-trial logging (MLflow children and their artifacts, on the workers)."""
     t0 = time.perf_counter()
-    plan = prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient)
+    plan = prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient, reuse_older, lease_wait)
     timing = {"prepare_s": time.perf_counter() - t0, "fanout_s": 0.0, "trial_compute_s": 0.0, "trial_logging_s": 0.0,
               "chunks": 0}
     rows: list[dict] = []
@@ -82,6 +84,7 @@ def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None
             last, plan = plan, driver.next_rung(plan, rung_rows)
     except BaseException:
         tracking.close_sweep(plan.ctx, failed=True)
+        driver.release_lease(plan)
         raise
     t2 = time.perf_counter()
     result = summarise(last, rows, out_dir)
@@ -91,15 +94,19 @@ def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None
 
 def run_sweep(spec: str, store_dir: str = ".sweepnet", dask_address: str | None = None,
               n_workers: int | None = None, worker_timeout: float = 120.0, out_dir: str | None = None,
-              train_fn: str = runner.TRAIN_FN, check_gradient: bool = True) -> dict:
+              train_fn: str = runner.TRAIN_FN, check_gradient: bool = True, reuse_older: bool = False,
+              lease_wait: float = 0.0) -> dict:
     """Run ``sweep_flow`` on an existing scheduler (``dask_address`` or ``SWEEPNET_DASK_ADDRESS``) or on an
-    embedded LocalCluster (closed afterwards); MLflow at ``MLFLOW_TRACKING_URI`` or ``STORE/mlflow.db``."""
+    embedded LocalCluster (closed afterwards); MLflow at ``MLFLOW_TRACKING_URI`` or ``STORE/mlflow.db``.
+
+    ``reuse_older``: reuse trial results computed by older code (``--reuse-older``); ``lease_wait``: seconds
+    to wait while another run of the same sweep holds it (0: refuse at once); see ``driver.prepare``."""
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or None
     with cluster.task_runner(dask_address, n_workers) as c:
         return sweep_flow.with_options(task_runner=c.task_runner)(
             spec=str(spec), store_dir=str(store_dir), tracking_uri=tracking_uri, dask_address=c.address,
             n_workers=c.n_workers, worker_timeout=worker_timeout, out_dir=out_dir, train_fn=train_fn,
-            check_gradient=check_gradient)
+            check_gradient=check_gradient, reuse_older=reuse_older, lease_wait=lease_wait)
 
 
 @flow(name="sweepnet-scheduled-sweep")

@@ -26,6 +26,11 @@ ACTIVATIONS = {
     "Sigmoid": ("sigmoid", False), "SigmoidWithDropout": ("sigmoid", True),
 }
 OUTPUT_ACTIVATIONS = {"auto": None, "Linear": "linear", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax"}
+#: Metrics scored per model kind (``DeepLearningModel.score``) that early stopping can watch.
+STOPPING_METRICS = {"autoencoder": ("MSE",), "regression": ("MSE", "RMSE", "deviance"),
+                    "classification": ("logloss", "misclassification", "MSE", "RMSE")}
+#: h2o's default rate_annealing, applied to sgd when the field is unset.
+H2O_RATE_ANNEALING = 1e-6
 LOSSES = {"Automatic": None, "Quadratic": "quadratic", "CrossEntropy": "cross_entropy",
           "Absolute": "absolute", "Huber": "huber"}
 
@@ -52,7 +57,10 @@ class ModelSpec(BaseModel):
     distribution: Literal["AUTO", "gaussian", "bernoulli", "multinomial"] = Field(
         "AUTO", description="AUTO: multinomial/bernoulli when the dataset declares classes, else gaussian.")
     loss: Literal[tuple(LOSSES)] = Field("Automatic", description="Automatic: CrossEntropy for classes, else Quadratic.")
-    huber_alpha: float = Field(1.0, gt=0, description="Huber loss threshold delta.")
+    huber_delta: float = Field(1.0, gt=0, description="Huber loss threshold delta, in residual units (quadratic "
+                                                       "within, linear beyond).")
+    huber_alpha: float | None = Field(None, exclude=True, description="Refused: h2o's quantile of |residuals| "
+                                                                       "(default 0.9); use huber_delta.")
     l1: float = Field(0.0, ge=0, description="L1 penalty lambda_1 * sum|W| (biases never penalised).")
     l2: float = Field(0.0, ge=0, description="L2 penalty (lambda/2) * sum W^2, the lab's weight decay.")
     max_w2: float = Field(math.inf, gt=0, allow_inf_nan=True,
@@ -63,8 +71,11 @@ class ModelSpec(BaseModel):
     adaptive_rate: bool = Field(True, description="ADADELTA (h2o's default) when optimizer is auto.")
     rho: float = Field(0.99, gt=0, lt=1, description="ADADELTA decay.")
     epsilon: float = Field(1e-8, gt=0, description="ADADELTA/Adam epsilon.")
+    adam_beta1: float = Field(0.9, gt=0, lt=1, description="Adam's decay of the mean gradient (Kingma & Ba).")
+    adam_beta2: float = Field(0.999, gt=0, lt=1, description="Adam's decay of the mean squared gradient.")
     rate: float = Field(0.005, gt=0, description="Learning rate alpha (SGD, Adam).")
-    rate_annealing: float = Field(1e-6, ge=0, description="rate / (1 + annealing * samples).")
+    rate_annealing: float | None = Field(
+        None, ge=0, description="SGD: rate / (1 + annealing * samples); unset = h2o's 1e-6. Adam: 0 or unset.")
     rate_decay: float = Field(1.0, gt=0, description="Layer N uses rate * decay^(N-1).")
     momentum_start: float = Field(0.0, ge=0, lt=1)
     momentum_ramp: float = Field(1e6, gt=0, description="Samples over which momentum ramps to momentum_stable.")
@@ -98,6 +109,16 @@ class ModelSpec(BaseModel):
             raise ValueError(f"hidden={value}: every layer needs >= 1 units, e.g. [200, 200] ([] = no hidden layer)")
         return value
 
+    @field_validator("huber_alpha")
+    @classmethod
+    def _no_huber_alpha(cls, value):
+        if value is not None:
+            raise ValueError(f"huber_alpha={value} is h2o's name for a quantile of |residuals| in [0, 1] (default "
+                             "0.9) from which h2o derives the Huber threshold; sweepnet takes the threshold itself, "
+                             f"in residual units: use huber_delta (e.g. huber_delta: {value} if you meant a "
+                             "threshold)")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self):
         _, with_dropout = ACTIVATIONS[self.activation]
@@ -115,10 +136,42 @@ class ModelSpec(BaseModel):
         if self.resolved_optimizer == "lbfgs" and (self.input_dropout_ratio > 0 or with_dropout):
             raise ValueError("optimizer=lbfgs needs a deterministic objective: drop dropout (input_dropout_ratio=0, "
                              "no *WithDropout activation) or use sgd/adadelta/adam")
+        self._refuse_ignored()
         if self.sparsity_beta > 0 and not self.activation.startswith("Sigmoid"):
             raise ValueError(f"sparsity_beta={self.sparsity_beta} uses KL(rho||rho_hat) and needs mean activations "
                              f"in (0, 1): use activation=Sigmoid, not {self.activation}")
         return self
+
+    def _refuse_ignored(self):
+        """Options the chosen optimiser or model kind would silently ignore are refused (issue 13)."""
+        optimizer = self.resolved_optimizer
+        if optimizer == "lbfgs" and math.isfinite(self.max_w2):
+            raise ValueError(f"max_w2={self.max_w2} is not applied by optimizer=lbfgs (a projection would break "
+                             "its line search); drop max_w2 or use optimizer sgd/adadelta/adam")
+        if optimizer == "lbfgs" and self.stopping_rounds > 0:
+            raise ValueError(f"stopping_rounds={self.stopping_rounds} is not applied by optimizer=lbfgs; set "
+                             "stopping_rounds: 0 and bound the iterations with epochs, or use sgd/adadelta/adam")
+        if optimizer == "adam" and self.rate_annealing:
+            raise ValueError(f"rate_annealing={self.rate_annealing} is not applied by optimizer=adam (Adam adapts "
+                             "its own step); remove rate_annealing (or set it to 0) or use optimizer=sgd")
+        task = self.task_kind
+        if task is not None:
+            check_stopping_metric(self.stopping_metric, task)
+
+    @property
+    def task_kind(self) -> str | None:
+        """autoencoder, classification or regression; None when the data decides (distribution AUTO)."""
+        if self.autoencoder:
+            return "autoencoder"
+        return {"multinomial": "classification", "bernoulli": "classification",
+                "gaussian": "regression"}.get(self.distribution)
+
+    @property
+    def resolved_rate_annealing(self) -> float:
+        """The annealing the kernel applies: h2o's 1e-6 when unset; 0 for adam (ADADELTA ignores it)."""
+        if self.resolved_optimizer == "adam":
+            return 0.0
+        return H2O_RATE_ANNEALING if self.rate_annealing is None else self.rate_annealing
 
     @property
     def resolved_optimizer(self) -> str:
@@ -132,6 +185,15 @@ class ModelSpec(BaseModel):
         _, with_dropout = ACTIVATIONS[self.activation]
         hidden = self.hidden_dropout_ratios or ([0.5] * len(self.hidden) if with_dropout else [0.0] * len(self.hidden))
         return [self.input_dropout_ratio, *hidden]
+
+
+def check_stopping_metric(name: str, task: str) -> None:
+    """ValueError when ``stopping_metric`` is not scored for ``task`` (early stopping would never fire)."""
+    allowed = STOPPING_METRICS[task]
+    if name != "AUTO" and name not in allowed:
+        what = "an autoencoder" if task == "autoencoder" else task
+        raise ValueError(f"stopping_metric={name!r} does not exist for {what}; use AUTO or one of "
+                         f"{', '.join(allowed)}")
 
 
 class TrainConfig(BaseModel):

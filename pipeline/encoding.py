@@ -40,7 +40,7 @@ def apply_input_scaler(scaler: dict, X, dtype):
     return np.ascontiguousarray(out, dtype=dtype)
 
 
-def fit_target_encoder(y, task: str, output: str) -> dict:
+def fit_target_encoder(y, task: str, output: str, classes=None) -> dict:
     """Describe how targets map to network outputs (JSON-able).
 
     Parameters
@@ -49,9 +49,14 @@ def fit_target_encoder(y, task: str, output: str) -> dict:
     task : {"classification", "regression"}
     output : str
         Kernel activation name of the output layer.
+    classes : list, optional
+        The model's full class list (e.g. the dataset's); labels of ``y`` are added to it. Without it a
+        subset of rows that misses a class would give a network with fewer outputs.
     """
     if task == "classification":
-        classes = np.unique(y).tolist()
+        labels = np.unique(y)
+        declared = classes is not None and len(classes) > 0
+        classes = (np.unique(np.concatenate([np.asarray(classes), labels])) if declared else labels).tolist()
         return {"task": task, "classes": classes, "output": output}
     Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     if output in ("sigmoid", "tanh"):
@@ -81,7 +86,7 @@ def encode_targets(encoder: dict, y, dtype):
         k = n_outputs(encoder)
         low = -1.0 if encoder["output"] == "tanh" else 0.0
         Y = np.full((len(y), k), low)
-        if k == 1:
+        if k == 1 and len(classes) == 2:  # one sigmoid/tanh unit for two classes; one class is one-hot
             Y[index == 1, 0] = 1.0
         else:
             Y[np.arange(len(y)), index] = 1.0
@@ -98,7 +103,7 @@ def decode_outputs(encoder: dict, out):
     out = np.asarray(out, dtype=np.float64)
     if encoder["task"] == "classification":
         classes = np.asarray(encoder["classes"])
-        if out.shape[1] == 1:
+        if out.shape[1] == 1 and len(classes) == 2:
             p1 = (out[:, 0] + 1.0) / 2.0 if encoder["output"] == "tanh" else out[:, 0]
             p1 = np.clip(p1, 0.0, 1.0)
             proba = np.column_stack([1.0 - p1, p1])

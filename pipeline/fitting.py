@@ -57,15 +57,14 @@ DIVERGENCE_HINT = ("Lower `rate` (or use adaptive_rate / optimizer adadelta), ad
 
 def hyperparameters(spec, loss_kernel_name) -> np.ndarray:
     """The kernel's float64 hyperparameter vector for a :class:`ModelSpec`."""
-    adam = spec.resolved_optimizer == "adam"
     return hyper_vector(
-        l1=spec.l1, l2=spec.l2, max_w2=spec.max_w2, huber_delta=spec.huber_alpha,
+        l1=spec.l1, l2=spec.l2, max_w2=spec.max_w2, huber_delta=spec.huber_delta,
         sparsity_beta=spec.sparsity_beta, sparsity_rho=spec.average_activation,
         sparsity_running=1.0 if spec.sparsity_estimate == "running" else 0.0,
-        rate=spec.rate, rate_annealing=0.0 if adam else spec.rate_annealing, rate_decay=spec.rate_decay,
+        rate=spec.rate, rate_annealing=spec.resolved_rate_annealing, rate_decay=spec.rate_decay,
         momentum_start=spec.momentum_start, momentum_ramp=spec.momentum_ramp,
         momentum_stable=spec.momentum_stable, nesterov=float(spec.nesterov_accelerated_gradient),
-        rho=spec.rho, epsilon=spec.epsilon,
+        rho=spec.rho, epsilon=spec.epsilon, beta1=spec.adam_beta1, beta2=spec.adam_beta2,
     )
 
 

@@ -1,8 +1,10 @@
 """Central-difference gradient checks of a config's objective (UFLDL's checkNumericalGradient).
 
 The check runs on a small instance of the config: its first ``n_samples``
-training rows, at most ``max_hidden`` units per hidden layer (UFLDL's tip:
-about 10 examples and 1-2 hidden units), float64, dropout masks fixed.
+training rows (with the first row of each class swapped in, so that every
+class is seen: mnist5k's first rows are all zeros), targets encoded against
+the dataset's full class list, at most ``max_hidden`` units per hidden layer
+(UFLDL's tip: about 10 examples and 1-2 hidden units), float64, dropout masks fixed.
 
 It checks the backward pass of the config's architecture, loss, penalties,
 dropout and sparsity, not its initial point: parameters are drawn from
@@ -63,6 +65,17 @@ def check_model(spec, X, y=None, classes=None, epsilon=EPSILON) -> float:
     return relative_difference(numerical_gradient(objective, theta.copy(), epsilon), analytic)
 
 
+def covering_rows(y, n_samples, n_rows=None):
+    """Sorted row indices: the first row of each class of ``y``, then the first other rows, ``n_samples`` in
+    all or one per class if there are more classes. ``y=None`` (autoencoder): the first ``n_samples`` of
+    ``n_rows``."""
+    if y is None:
+        return np.arange(min(n_samples, n_rows))
+    _, first = np.unique(np.asarray(y), return_index=True)
+    rest = np.setdiff1d(np.arange(len(y)), first)[:max(0, n_samples - len(first))]
+    return np.sort(np.concatenate([first, rest]))
+
+
 def check_config(config, n_samples=10, max_hidden=4, epsilon=EPSILON, data=None) -> float:
     """Gradient check of a training config on a small instance of it (see module doc)."""
     from pipeline.datasets import load_data
@@ -72,6 +85,9 @@ def check_config(config, n_samples=10, max_hidden=4, epsilon=EPSILON, data=None)
     hidden = [min(h, max_hidden) for h in cfg.model.hidden]
     spec = cfg.model.model_copy(update={"hidden": hidden, "hidden_dropout_ratios": (
         cfg.model.hidden_dropout_ratios and cfg.model.hidden_dropout_ratios[:len(hidden)])})
-    X = data.X_train[:n_samples]
-    y = None if data.y_train is None else data.y_train[:n_samples]
-    return check_model(spec, X, y, data.meta.get("classes"), epsilon)
+    classes = data.meta.get("classes")
+    # values, not classes (or no targets): the first rows will do
+    rows = covering_rows(None if classes is None else data.y_train, n_samples, len(data.X_train))
+    X = data.X_train[rows]
+    y = None if data.y_train is None else data.y_train[rows]
+    return check_model(spec, X, y, classes, epsilon)

@@ -18,7 +18,8 @@ import numpy as np
 
 from kernels import bias_view, forward, make_layout, weight_view
 from pipeline import encoding, fitting, metrics
-from pipeline.config import ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, ModelSpec
+from pipeline.config import (ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, STOPPING_METRICS, ModelSpec,
+                             check_stopping_metric)
 
 FORMAT_VERSION = 1
 
@@ -35,6 +36,24 @@ def _check_finite(name, X):
         raise ValueError(f"{name} holds {int(bad.sum())} NaN/inf value(s), first at row {rows[0]}, column {cols[0]}; "
                          f"drop or impute those rows before training.")
     return X
+
+
+def _upgrade_spec(spec: dict) -> dict:
+    """A spec saved before issue 13 (it has ``huber_alpha``): rename the Huber threshold and drop the options
+    that were ignored then and are refused now, so the model loads and means what it computed."""
+    spec = dict(spec)
+    if "huber_alpha" not in spec:
+        return spec
+    spec["huber_delta"] = spec.pop("huber_alpha")
+    optimizer = spec.get("optimizer", "auto")
+    if optimizer == "adam":
+        spec["rate_annealing"] = None
+    if optimizer == "lbfgs":
+        spec.update(max_w2=math.inf, stopping_rounds=0)
+    task = ModelSpec.model_construct(**spec).task_kind
+    if task is not None and spec.get("stopping_metric", "AUTO") not in ("AUTO", *STOPPING_METRICS[task]):
+        spec["stopping_metric"] = "AUTO"
+    return spec
 
 
 class DeepLearningModel:
@@ -117,12 +136,13 @@ class DeepLearningModel:
         """
         spec = self.spec
         self.task_, output, self.loss_ = self._resolve(y, classes)
+        check_stopping_metric(spec.stopping_metric, self.task_)  # distribution AUTO: known only now
         self.scaler_ = encoding.fit_input_scaler(X, spec.standardize, spec.autoencoder)
         if self.task_ == "autoencoder":
             self.encoder_ = {"task": "autoencoder", "output": output}
             n_out = X.shape[1]
         else:
-            self.encoder_ = encoding.fit_target_encoder(y, self.task_, output)
+            self.encoder_ = encoding.fit_target_encoder(y, self.task_, output, classes)
             n_out = encoding.n_outputs(self.encoder_)
         hidden_act, _ = ACTIVATIONS[spec.activation]
         self.sizes_ = [X.shape[1], *spec.hidden, n_out]
@@ -298,7 +318,7 @@ class DeepLearningModel:
         from pipeline.model_io import read_model_file
 
         header, params, layout = read_model_file(path)
-        model = cls(header["spec"])
+        model = cls(_upgrade_spec(header["spec"]))
         model.task_, model.loss_, model.sizes_ = header["task"], header["loss"], header["sizes"]
         model.scaler_, model.encoder_, model.history_ = header["scaler"], header["encoder"], header["history"]
         model.extra_ = header.get("extra", {})

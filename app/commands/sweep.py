@@ -42,8 +42,13 @@ Where it runs:
                  PREFECT_API_URL; e.g. `eval "$(sweepnet services up)"`
 
 Rerunning the same command resumes: trials with a FINISHED child are skipped, stale RUNNING children
-are marked KILLED. Exit code: 0 all trials finished, 3 some failed (see the table), 2 refused before
-fan-out (bad spec/config/data or a wrong gradient), 1 the sweep itself failed (e.g. every worker gone).
+are marked KILLED. Trial keys include the code version (sweepnet version + a digest of the kernels and the
+training code): after an upgrade the trials run again unless --reuse-older. Two runs of one sweep at once:
+the second is refused (exit 2, naming the host/pid that holds it) or waits with --wait SECONDS.
+
+Exit code: 0 all trials finished, 3 some failed (see the table), 2 refused before fan-out (bad
+spec/config/data, a wrong gradient, or the sweep already running), 1 the sweep itself failed (e.g. every
+worker gone).
 """
 
 
@@ -94,6 +99,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gradcheck", action="store_true", help="skip the pre-flight gradient check")
     p.add_argument("--top", type=int, default=10, help="leaderboard lines to print (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="show Prefect and Dask logs")
+    p.add_argument("--reuse-older", action="store_true",
+                   help="reuse finished trials computed by an older sweepnet version or kernel code (trial keys "
+                        "include the code version, so by default those trials run again)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="if another run of the same sweep holds its lease, wait up to this long for it "
+                        "(default: refuse at once, exit 2)")
     # hooks for tests and benchmarks, hidden from --help: the last sweep's counts and timing as JSON, and the
     # dotted path of the per-trial training function (fault-injection tests swap it)
     p.add_argument("--summary-json", default=None, help=argparse.SUPPRESS)
@@ -105,7 +116,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     return run_specs(args.specs, store=Path(args.store), dask_address=args.dask_address, n_workers=args.workers,
                      worker_timeout=args.worker_timeout, check_gradient=not args.no_gradcheck, top=args.top,
-                     verbose=args.verbose, summary_json=args.summary_json, train_fn=args.train_fn)
+                     verbose=args.verbose, summary_json=args.summary_json, train_fn=args.train_fn,
+                     reuse_older=args.reuse_older, lease_wait=args.wait)
 
 
 cmd_demo = cmd_sweep

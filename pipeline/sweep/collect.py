@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline import tracking
+from pipeline import tracking, version
 from pipeline.sweep import summary
-from pipeline.sweep.driver import SweepPlan, config_child_key
+from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
 from pipeline.sweep.progress import Progress
@@ -132,7 +134,7 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
     config = {**first.config, "model": {k: v for k, v in first.config.get("model", {}).items() if k != "seed"}}
     axes = {k: v for k, v in first.axes.items() if k != "model.seed"}
     tags = {tracking.TAG_CONFIG: first.config_key, tracking.TAG_KIND: "config", "sweepnet.rung": first.rung,
-            **{f"sweepnet.axis.{k}": v for k, v in axes.items()}}
+            **{f"sweepnet.axis.{k}": v for k, v in axes.items()}, **version.source_tags()}
     label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in axes.items())
     key = config_child_key(plan, first.config_key)
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,13 +160,19 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="sweep-summary-"))
     result = summary.write_summary(out, rows, plan.spec, plan.axes)
     best = result["best"]
-    tags = {"sweepnet.trials_failed": result["metrics"]["trials_failed"], "sweepnet.stale_killed": stale}
+    reused = dict(Counter(plan.reused[r["key"]] for r in rows if r["key"] in plan.reused))
+    tags = {"sweepnet.trials_failed": result["metrics"]["trials_failed"], "sweepnet.stale_killed": stale,
+            "sweepnet.reused": json.dumps(reused, sort_keys=True), **version.source_tags()}
+    if plan.reuse_note:
+        tags["sweepnet.reuse_note"] = plan.reuse_note
     if best and best.get("run_id"):
         tags.update({"sweepnet.best_run_id": best["run_id"], "sweepnet.best_trial_key": best["key"]})
         tracking.tag_run(ctx, best["run_id"], {"sweepnet.best": "true"})
     tracking.log_parent(ctx, result["metrics"], tags, out)
     tracking.close_sweep(ctx, failed=False)
+    release_lease(plan)
     missing = sum(r["status"] == "missing" for r in rows)
-    return {**result["metrics"], "trials_missing": missing, "best": best, "summary_dir": str(out),
+    return {**result["metrics"], "trials_missing": missing, "reused": reused, "reuse_note": plan.reuse_note,
+            "best": best, "summary_dir": str(out),
             "leaderboard_md": result["leaderboard_md"], "census_md": result["census_md"],
             "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id, "parent_run_id": ctx.parent_run_id}

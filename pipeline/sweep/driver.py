@@ -15,13 +15,15 @@ import json
 import math
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import tracking
+from pipeline import tracking, version
 from pipeline.config import get_dotted, set_dotted
 from pipeline.sweep import expand as ex
+from pipeline.sweep import lease
 from pipeline.sweep import summary
 from pipeline.sweep.progress import Progress
 from pipeline.sweep.runner import TRAIN_FN, ChunkOptions, load_callable
@@ -34,6 +36,10 @@ FALLBACK_TRIAL_SECONDS = 1.0
 
 class SweepRefused(ValueError):
     """The sweep was refused before any fan-out (bad config, bad data, wrong gradient)."""
+
+
+class SweepBusy(SweepRefused):
+    """Another live run of the same sweep holds its lease (see ``pipeline.sweep.lease``)."""
 
 
 @dataclass
@@ -52,10 +58,29 @@ class SweepPlan:
     trial_secs: float = math.nan
     history: list[dict] = field(default_factory=list)
     n_workers: int = 1
+    reuse_older: bool = False
+    #: trial key -> code version of the result an earlier run left (this version's, or an older one adopted)
+    reused: dict[str, str] = field(default_factory=dict)
+    #: code version -> trials of this sweep with a result of that older code (reused or not)
+    older: dict[str, int] = field(default_factory=dict)
+    #: set when this run took over the lease of a run that died
+    lease_note: str = ""
 
     @property
     def n_rungs(self) -> int:
         return len(self.spec.halving.rungs) if self.spec.halving else 1
+
+    @property
+    def reuse_note(self) -> str:
+        """One sentence on results of older code: how many were reused from which version, or recomputed."""
+        if not self.older:
+            return ""
+        counts = ", ".join(f"{v}: {n}" for v, n in sorted(self.older.items()))
+        total = sum(self.older.values())
+        if self.reuse_older:
+            return f"reused {total} trials computed by older code ({counts}); this code is {version.code_version()}"
+        return (f"{total} trials have results of older code ({counts}); they are recomputed with "
+                f"{version.code_version()} (`sweepnet sweep --reuse-older` reuses them)")
 
 
 def sweep_key(spec: SweepSpec, digest: str) -> str:
@@ -163,8 +188,16 @@ def prepare(
     n_workers: int = 1,
     train_fn: str = TRAIN_FN,
     check_gradient: bool = True,
+    reuse_older: bool = False,
+    lease_wait: float = 0.0,
 ) -> SweepPlan:
-    """All pre-fan-out steps; returns the plan of rung 0."""
+    """All pre-fan-out steps; returns the plan of rung 0.
+
+    One run of a sweep at a time: a second run is refused (``SweepBusy``, naming the holder) or waits up to
+    ``lease_wait`` seconds; the lease is released by ``collect.finish`` or ``release_lease``.
+
+    ``reuse_older``: reuse results computed by older code (another ``sweepnet.version``); by default trial
+    keys include the code version and those trials run again (``SweepPlan.reuse_note`` says how many)."""
     spec, trials = validate(spec_source, train_fn)
     store = Path(store_dir).resolve()
     uri = tracking_uri or tracking.default_tracking_uri(store)
@@ -173,19 +206,87 @@ def prepare(
         gradient_check(trials)
     store.mkdir(parents=True, exist_ok=True)
     key = sweep_key(spec, trials[0].data_digest)
-    params = {"sweep": spec.model_dump(mode="json", exclude={"base"}), "base": base_config_dict(spec)}
-    local = uri.startswith("sqlite") or uri.startswith("file")
-    ctx = tracking.open_sweep(uri, spec.experiment or spec.name, spec.name, key, params,
-                              artifact_root=store / "artifacts" if local else None)
-    tracking.reconcile_stale(ctx)
-    trial_secs = warm_and_probe(trials, train_fn)
-    size = _chunk_size(spec, len(trials), trial_secs, n_workers)
-    deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
-    options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
-                           artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn)
-    axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
-    return SweepPlan(spec, ctx, trials, axes, options, size, str(store), key, trial_secs=trial_secs,
-                     n_workers=max(1, n_workers))
+    try:  # before the parent is reopened and RUNNING children are reconciled: those may be another run's
+        held = lease.acquire(store, key, spec.name, wait=lease_wait)
+    except lease.LeaseHeld as err:
+        raise SweepBusy(str(err)) from None
+    note = f"took over the lease of {lease.describe(held.previous)} (since {held.previous.get('since')}): " \
+           "that run died without finishing" if held.previous else ""
+    if note:
+        print(f"sweep {spec.name!r}: {note}", flush=True)
+    try:
+        params = {"sweep": spec.model_dump(mode="json", exclude={"base"}), "base": base_config_dict(spec)}
+        local = uri.startswith("sqlite") or uri.startswith("file")
+        ctx = tracking.open_sweep(uri, spec.experiment or spec.name, spec.name, key, params,
+                                  artifact_root=store / "artifacts" if local else None)
+        tracking.tag_run(ctx, ctx.parent_run_id, version.source_tags())
+        tracking.reconcile_stale(ctx)
+        trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
+        trial_secs = warm_and_probe(trials, train_fn)
+        size = _chunk_size(spec, len(trials), trial_secs, n_workers)
+        deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
+        options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
+                               artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn)
+        axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
+        return SweepPlan(spec, ctx, trials, axes, options, size, str(store), key, trial_secs=trial_secs,
+                         n_workers=max(1, n_workers), reuse_older=reuse_older, reused=reused, older=older,
+                         lease_note=note)
+    except BaseException:
+        lease.release(held)
+        raise
+
+
+def release_lease(plan: SweepPlan) -> None:
+    """Let the next run of this sweep start (``collect.finish`` calls it; call it when a run is abandoned)."""
+    lease.release(lease.held_lease(plan.store_dir, plan.sweep_key))
+
+
+#: Version label of results logged before children carried ``sweepnet.version``.
+UNVERSIONED = "unversioned"
+
+
+def find_reused(ctx: tracking.TrackingContext, trials: list[ex.Trial], child_per: str, adopt: bool,
+                ) -> tuple[list[ex.Trial], dict[str, str], dict[str, int]]:
+    """Which trials already have a FINISHED result, and from which code version.
+
+    A trial's key includes the code version, so a result of older code is found by recomputing the key with
+    that version (read from the children's ``sweepnet.version`` tags). With ``adopt`` (``reuse_older``) such
+    a trial takes the older key, so the run skips it and the summary reads its result.
+
+    Returns
+    -------
+    trials : the trials, older keys adopted
+    reused : trial key -> code version, for every trial with a result
+    older : code version -> number of trials with a result of that older version
+    """
+    done = {r.data.tags.get(tracking.TAG_KEY): r.data.tags.get(version.TAG_VERSION, UNVERSIONED)
+            for r in tracking.children(ctx, status="FINISHED")}
+    current = version.code_version()
+    versions = sorted({v for v in done.values() if v != current})
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(trials):
+        groups.setdefault(t.config_key if child_per == "config" else t.key, []).append(i)
+    out, reused, older = list(trials), {}, Counter()
+
+    def group_key(members: list[ex.Trial]) -> str:
+        return members[0].key if child_per != "config" else _group_key(members[0].config_key,
+                                                                        [t.key for t in members])
+    for index in groups.values():
+        members = [trials[i] for i in index]
+        if group_key(members) in done:
+            reused.update((t.key, current) for t in members)
+            continue
+        for v in versions:
+            code = None if v == UNVERSIONED else v
+            moved = [replace(t, key=ex.trial_key(t.config, t.seed, t.data_digest, code)) for t in members]
+            if group_key(moved) in done:
+                older[v] += len(members)
+                if adopt:
+                    for i, t in zip(index, moved):
+                        out[i] = t
+                    reused.update((t.key, v) for t in moved)
+                break
+    return out, reused, dict(older)
 
 
 def _chunk_size(spec: SweepSpec, n_trials: int, trial_secs: float, n_workers: int) -> int:
@@ -207,8 +308,11 @@ def pending_chunks(plan: SweepPlan) -> list[list[ex.Trial]]:
 
 def config_child_key(plan: SweepPlan, config_key: str) -> str:
     """Key of a per-configuration child: the configuration and the exact trial keys it covers."""
-    keys = sorted(t.key for t in plan.trials if t.config_key == config_key)
-    return hashlib.sha256(json.dumps([config_key, keys]).encode()).hexdigest()[:16]
+    return _group_key(config_key, [t.key for t in plan.trials if t.config_key == config_key])
+
+
+def _group_key(config_key: str, keys: list[str]) -> str:
+    return hashlib.sha256(json.dumps([config_key, sorted(keys)]).encode()).hexdigest()[:16]
 
 
 def next_rung(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
@@ -220,8 +324,10 @@ def next_rung(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
     if not points:
         return None
     trials = ex.expand(plan.spec, rung=plan.rung + 1, points=points)
+    trials, reused, older = find_reused(plan.ctx, trials, plan.spec.child_per, plan.reuse_older)
     rungs = plan.spec.halving.rungs
     trial_secs = plan.trial_secs * rungs[plan.rung + 1] / rungs[plan.rung]  # longer trials: smaller chunks
     size = _chunk_size(plan.spec, len(trials), trial_secs, plan.n_workers)
     return replace(plan, trials=trials, rung=plan.rung + 1, history=plan.history + rows, trial_secs=trial_secs,
-                   chunk_size=size)
+                   chunk_size=size, reused={**plan.reused, **reused},
+                   older=dict(Counter(plan.older) + Counter(older)))

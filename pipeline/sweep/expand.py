@@ -2,8 +2,8 @@
 
 The same spec and dataset always give the same trials in the same order with the same keys:
 random draws come from ``np.random.Generator(SeedSequence(strategy.seed))``, never the global RNG.
-A trial key is ``sha256(resolved trial config, seed, dataset digest)[:16]``; it is what makes a rerun
-skip finished work and what stops a re-executed Dask task from logging a trial twice.
+A trial key is ``sha256(resolved trial config, seed, dataset digest, code version)[:16]``; it is what makes
+a rerun skip finished work (of the same code: see ``pipeline.version``) and what stops a re-executed Dask task from logging a trial twice.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline import version
 from pipeline.sweep.spec import Distribution, SweepSpec, base_config_dict
 
 
@@ -30,7 +31,7 @@ class Trial:
     index : int
         Position in the expansion (stable across reruns).
     key : str
-        16 hex chars, hash of (resolved config, seed, dataset digest).
+        16 hex chars, hash of (resolved config, seed, dataset digest, code version).
     config_key : str
         Hash of the configuration without its seed: trials that differ only by seed share it.
     seed : int or None
@@ -73,9 +74,13 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def trial_key(config: dict[str, Any], seed: int | None, data_digest: str) -> str:
-    """``sha256(resolved config, seed, dataset digest)[:16]``."""
-    return _digest({"config": config, "seed": seed, "data": data_digest})
+def trial_key(config: dict[str, Any], seed: int | None, data_digest: str, code: str | None = None) -> str:
+    """``sha256(resolved config, seed, dataset digest, code version)[:16]``; ``code=None`` gives the key of
+    results logged before keys carried a code version."""
+    payload = {"config": config, "seed": seed, "data": data_digest}
+    if code is not None:
+        payload["code"] = code
+    return _digest(payload)
 
 
 def draw_points(spec: SweepSpec) -> list[dict[str, Any]]:
@@ -159,7 +164,7 @@ def _make_trial(spec, base, axes, index, rung, resolver, digest, digests) -> Tri
         no_seed["model"].pop("seed", None)
     return Trial(
         index=index,
-        key=trial_key(config, seed, digests[data_tag]),
+        key=trial_key(config, seed, digests[data_tag], version.code_version()),
         config_key=_digest({"config": no_seed, "data": digests[data_tag]}),
         seed=seed,
         axes=axes,

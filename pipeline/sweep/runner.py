@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import yaml
 
-from pipeline import tracking
+from pipeline import tracking, version
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
 from pipeline.sweep.summary import format_value
@@ -182,6 +182,7 @@ def trial_tags(trial: Trial) -> dict[str, Any]:
         "sweepnet.index": trial.index, "sweepnet.seed": trial.seed, "sweepnet.data_digest": trial.data_digest,
     }
     tags.update({f"sweepnet.axis.{k}": v for k, v in trial.axes.items()})
+    tags.update(version.source_tags())  # the code that computed this child (this process's)
     return tags
 
 

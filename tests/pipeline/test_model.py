@@ -175,3 +175,86 @@ def test_uniform_adaptive_output_layer_of_a_classifier_is_four_times_wider_like_
         assert np.abs(W0).max() <= np.sqrt(6 / 50) and np.abs(W0).max() > 0.9 * np.sqrt(6 / 50)
         bound = factor * np.sqrt(6 / (20 + W1.shape[0]))
         assert np.abs(W1).max() <= bound and np.abs(W1).max() > 0.8 * bound
+
+
+def test_targets_are_encoded_against_the_declared_classes_even_when_the_rows_hold_one():
+    X = np.random.default_rng(0).normal(size=(3, 2))
+    model = DeepLearningModel(hidden=[2], distribution="multinomial", dtype="float64")
+    model.initialize(X, np.array(["a", "a", "a"]), classes=["a", "b", "c"])
+    assert model.classes_ == ["a", "b", "c"] and model.sizes_[-1] == 3
+    np.testing.assert_array_equal(model.encode_targets(X, np.array(["a", "a", "a"])), [[1.0, 0.0, 0.0]] * 3)
+    alone = DeepLearningModel(hidden=[2], distribution="multinomial", dtype="float64").initialize(X, np.array(["a"] * 3))
+    np.testing.assert_array_equal(alone.encode_targets(X, np.array(["a"] * 3)), [[1.0]] * 3)  # the softmax's p = 1
+    assert list(alone.predict(X)) == ["a", "a", "a"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    # issue 13: options that were accepted and silently ignored are refused, naming field, value and fix
+    ({"optimizer": "lbfgs", "max_w2": 4.0}, r"max_w2=4.0 is not applied by optimizer=lbfgs.*sgd/adadelta/adam"),
+    ({"optimizer": "lbfgs", "stopping_rounds": 3}, r"stopping_rounds=3 is not applied by optimizer=lbfgs.*epochs"),
+    ({"autoencoder": True, "stopping_metric": "logloss"},
+     r"stopping_metric='logloss' does not exist for an autoencoder.*MSE"),
+    ({"distribution": "gaussian", "stopping_metric": "misclassification"},
+     r"stopping_metric='misclassification' does not exist for regression.*MSE, RMSE, deviance"),
+    ({"distribution": "multinomial", "stopping_metric": "deviance"},
+     r"stopping_metric='deviance' does not exist for classification.*logloss"),
+    ({"optimizer": "adam", "rate_annealing": 1e-6}, r"rate_annealing=1e-06 is not applied by optimizer=adam"),
+    ({"huber_alpha": 0.9}, r"model.huber_alpha = 0.9.*quantile.*huber_delta"),
+])
+def test_options_that_would_be_ignored_are_refused(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"model": {"hidden": [2], **fields}, "data": {"source": "xor"}})
+
+
+def test_auto_distribution_refuses_a_stopping_metric_of_the_other_task_at_fit():
+    model = DeepLearningModel(hidden=[2], epochs=2, stopping_rounds=1, stopping_metric="logloss")  # AUTO: values here
+    with pytest.raises(ValueError, match=r"stopping_metric='logloss' does not exist for regression"):
+        model.fit(X_XOR, Y_XOR)
+
+
+def test_adam_betas_are_settable_and_default_to_the_former_constants():
+    from kernels import hyper
+    from pipeline.fitting import hyperparameters
+
+    default = ModelSpec(optimizer="adam")
+    assert (default.adam_beta1, default.adam_beta2) == (0.9, 0.999)
+    assert default.rate_annealing is None  # h2o's 1e-6 applies to sgd only
+    hp = hyperparameters(ModelSpec(optimizer="adam", adam_beta1=0.5, adam_beta2=0.9), "quadratic")
+    assert (hp[hyper.BETA1], hp[hyper.BETA2]) == (0.5, 0.9)
+    fit = dict(hidden=[3], epochs=5, optimizer="adam", rate=0.01, distribution="gaussian", seed=0)
+    a = DeepLearningModel(**fit).fit(X_XOR, Y_XOR).params_
+    b = DeepLearningModel(**fit, adam_beta1=0.5).fit(X_XOR, Y_XOR).params_
+    assert not np.array_equal(a, b)
+
+
+def test_sgd_keeps_h2o_rate_annealing_by_default():
+    from kernels import hyper
+    from pipeline.fitting import hyperparameters
+
+    assert hyperparameters(ModelSpec(optimizer="sgd"), "quadratic")[hyper.RATE_ANNEALING] == 1e-6
+    assert hyperparameters(ModelSpec(optimizer="adam"), "quadratic")[hyper.RATE_ANNEALING] == 0.0
+
+
+def test_huber_delta_is_the_residual_threshold_and_old_models_load(tmp_path):
+    from kernels import hyper
+    from pipeline.fitting import hyperparameters
+
+    assert hyperparameters(ModelSpec(loss="Huber", huber_delta=0.25), "huber")[hyper.HUBER_DELTA] == 0.25
+    model = DeepLearningModel(**dict(LAB_XOR, epochs=10, optimizer="adam")).fit(X_XOR, Y_XOR)
+    path = model.save(tmp_path / "m.npz")
+    # a model saved before the rename holds huber_alpha (then the residual threshold) and adam's ignored
+    # rate_annealing in its spec
+    import json
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays["header"].tobytes())
+    header["spec"]["huber_alpha"] = header["spec"].pop("huber_delta")
+    header["spec"].pop("adam_beta1"), header["spec"].pop("adam_beta2")
+    header["spec"]["rate_annealing"] = 1e-6
+    header["spec"]["stopping_metric"] = "logloss"  # never scored for values, so it never stopped anything
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    loaded = DeepLearningModel.load(path)
+    assert loaded.spec.huber_delta == 1.0 and loaded.spec.rate_annealing is None
+    assert loaded.spec.stopping_metric == "AUTO"
+    np.testing.assert_array_equal(loaded.predict(X_XOR), model.predict(X_XOR))

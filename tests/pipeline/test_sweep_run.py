@@ -129,3 +129,53 @@ def test_next_halving_rung_resizes_chunks_for_longer_trials(store):
     assert nxt.chunk_size == 2  # ~1 s of work per task at 0.5 s per trial
     assert {t.axes["model.hidden"][0] for t in nxt.trials} == {2, 3}  # the best half by mean objective
     assert [len(c) for c in driver.pending_chunks(nxt)] == [2, 2, 2, 2]
+
+
+def test_trial_keys_carry_the_code_version_and_older_results_are_reused_only_on_request(store, monkeypatch):
+    from pipeline import version
+
+    spec = sweep("s-version", space={"model.hidden": [[2], [3]]})
+    old = driver.prepare(spec, store, n_workers=2)
+    _, res = run(old)
+    assert res["trials_finished"] == 4 and res["reused"] == {}
+    kid = tracking.children(old.ctx, status="FINISHED")[0]
+    parent = tracking.client(old.ctx.tracking_uri).get_run(old.ctx.parent_run_id)
+    for tags in (kid.data.tags, parent.data.tags):
+        assert tags["sweepnet.version"] == version.code_version()
+        assert tags["mlflow.source.name"] == "sweepnet"
+        assert tags.get("mlflow.source.git.commit") == version.git_commit(version.ROOT)
+    same = driver.prepare(spec, store, n_workers=2)
+    assert driver.pending_chunks(same) == []  # same code: every trial is reused
+    _, res = run(same)
+    assert res["reused"] == {version.code_version(): 4}
+    # the training code changes: the keys change, so the results of the older code are not reused ...
+    monkeypatch.setattr(version, "code_version", lambda: "0.1.0+newercode000")
+    new = driver.prepare(spec, store, n_workers=2)
+    assert {t.key for t in new.trials}.isdisjoint(t.key for t in old.trials)
+    assert sum(map(len, driver.pending_chunks(new))) == 4
+    assert f"4 trials have results of older code ({old_version(old)}: 4)" in new.reuse_note
+    # ... unless the user asks for it, and the summary says how many came from which version
+    reuse = driver.prepare(spec, store, n_workers=2, reuse_older=True)
+    assert driver.pending_chunks(reuse) == []
+    _, res = run(reuse)
+    assert res["trials_finished"] == 4 and res["reused"] == {old_version(old): 4}
+    assert f"reused 4 trials computed by older code ({old_version(old)}: 4)" in res["reuse_note"]
+
+
+def old_version(plan):
+    return tracking.children(plan.ctx, status="FINISHED")[0].data.tags["sweepnet.version"]
+
+
+def test_census_mode_reuses_configurations_of_older_code_only_on_request(store, monkeypatch):
+    from pipeline import version
+
+    raw = sweep("s-version-census", child_per="config", seeds=2, chunk_size=4, space={"model.hidden": [[2], [3]]})
+    _, res = run(driver.prepare(raw, store, n_workers=2))
+    assert res["trials_finished"] == 4
+    old = version.code_version()
+    monkeypatch.setattr(version, "code_version", lambda: "0.1.0+newercode000")
+    assert sum(map(len, driver.pending_chunks(driver.prepare(raw, store, n_workers=2)))) == 4
+    reuse = driver.prepare(raw, store, n_workers=2, reuse_older=True)
+    assert driver.pending_chunks(reuse) == [] and reuse.older == {old: 4}
+    _, res = run(reuse)
+    assert res["trials_finished"] == 4 and res["reused"] == {old: 4}
