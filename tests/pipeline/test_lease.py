@@ -61,7 +61,7 @@ def test_a_second_run_is_refused_while_the_first_lives_and_takes_over_when_it_di
             driver.prepare(SPEC, store, check_gradient=False)
         message = str(info.value)
         assert f"{socket.gethostname()} pid {holder.pid}" in message and "since 20" in message
-        assert "lease_wait" in message
+        assert "--wait SECONDS" in message
         ctx = tracking.TrackingContext(tracking.default_tracking_uri(store), *_ids(store))
         # the refused run touched nothing: the live child and the parent are still RUNNING
         assert tracking.run_status(ctx, child) == "RUNNING" == tracking.run_status(ctx, ctx.parent_run_id)
