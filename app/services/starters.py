@@ -141,6 +141,11 @@ def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = No
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [_exe("mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1",
            "--backend-store-uri", backend, "--serve-artifacts", "--artifacts-destination", artifacts]
+    if client_host(host) != LOOPBACK:
+        # MLflow answers only Host headers it knows (a DNS-rebinding guard: localhost and private ranges by
+        # default), so a server bound to a routable address must be told its own name
+        cmd += ["--allowed-hosts", ",".join(["localhost", "localhost:*", LOOPBACK, f"{LOOPBACK}:*", host,
+                                             f"{host}:{port}"])]
     creds = None
     if auth:
         auth_env, creds = _mlflow_auth_env(state_dir)
