@@ -68,6 +68,10 @@ def register(subparsers) -> None:
     u.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: %(default)s)")
     u.set_defaults(func=cmd_ui)
 
+    _register_deploy(subparsers, fmt)
+
+
+def _register_deploy(subparsers, fmt) -> None:
     dep = subparsers.add_parser(
         "deploy", help="schedule a sweep as a Prefect deployment (cron)", formatter_class=fmt,
         description="Create a scheduled deployment of the sweep flow on the Prefect server at PREFECT_API_URL.\n"
