@@ -221,3 +221,53 @@ def test_image_pool_deployment_uses_the_pools_fixed_image_and_command(tmp_path, 
     finally:
         _api(f"{api}/deployments/{dep_id}", method="DELETE")
         _api(f"{api}/work_pools/{pool}", method="DELETE")
+
+
+# ------------------------------------------------------------------ prefect.yaml
+PREFECT_YAML = INFRA / "prefect" / "prefect.yaml"
+POOLS = {"sweepnet-process": ("process", None), "sweepnet-docker": ("docker", DOCKER_TEMPLATE),
+         "sweepnet-k8s": ("kubernetes", K8S_TEMPLATE)}
+
+
+def test_prefect_yaml_describes_installed_package_deployments_of_the_example_sweep():
+    config = yaml.safe_load(PREFECT_YAML.read_text())
+    assert config["pull"] == [] and config["build"] is None and config["push"] is None
+    example = load_sweep(ROOT / "examples" / "sweeps" / "xor_census.yaml")
+    assert {d["work_pool"]["name"] for d in config["deployments"]} == set(POOLS)
+    for dep in config["deployments"]:
+        assert dep["entrypoint"] == ENTRYPOINT
+        inline = load_sweep(dep["parameters"]["spec"])
+        assert driver.sweep_key(inline, "d") == driver.sweep_key(example, "d"), dep["name"]  # the same sweep
+        assert store_uri(dep["parameters"].get("store"))[1] is False  # no credentials in a parameter
+        assert [s["cron"] for s in dep["schedules"]] == ["0 3 * * *"]
+
+
+@pytest.mark.services
+def test_prefect_deploy_registers_prefect_yaml_without_paths_of_this_machine(tmp_path, prefect_server_url):
+    api = prefect_server_url
+    created = []
+    env = _env(PREFECT_API_URL=api, PYTHONPATH=str(ROOT), PREFECT_CLI_PROMPT="false")
+    for pool, (kind, template) in POOLS.items():
+        if _api(f"{api}/work_pools/filter", {"work_pools": {"name": {"any_": [pool]}}}) == []:
+            body = {"name": pool, "type": kind}
+            if template is not None:
+                body["base_job_template"] = read_job_template(template)
+            _api(f"{api}/work_pools/", body)
+            created.append(pool)
+    out = subprocess.run([str(Path(sys.executable).with_name("prefect")), "--no-prompt", "deploy", "--all",
+                          "--prefect-file", str(PREFECT_YAML)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    names = [d["name"] for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]]
+    records = _api(f"{api}/deployments/filter", {"deployments": {"name": {"any_": names}}})
+    try:
+        assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+        assert sorted(r["name"] for r in records) == sorted(names)
+        for record in records:
+            assert record["entrypoint"] == ENTRYPOINT and record["path"] is None and not record["pull_steps"]
+            assert record["parameters"]["spec"]["name"] == "xor-init-census"
+            assert str(tmp_path) not in json.dumps(record) and str(ROOT) not in json.dumps(record)
+    finally:
+        for record in records:
+            _api(f"{api}/deployments/{record['id']}", method="DELETE")
+        for pool in created:
+            _api(f"{api}/work_pools/{pool}", method="DELETE")
