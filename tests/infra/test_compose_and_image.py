@@ -176,3 +176,18 @@ def test_constraints_pin_the_tested_stack():
     for name in ("numba", "numpy", "dask", "distributed", "prefect", "mlflow", "pyarrow"):
         assert name in pins, name
     assert pins["numba"] == "0.68.1" and pins["mlflow"] == "3.17.2" and pins["prefect"] == "3.9.1"
+
+
+def test_the_image_installs_every_package_so_the_sweepnet_command_and_flow_entrypoint_import():
+    """`sweepnet` (app.cli) and `flows.sweep:scheduled_sweep`, the deployments' entrypoint, come from the
+    package installed in the image: every package pyproject.toml ships must be copied into the build."""
+    import tomllib
+
+    project = tomllib.loads((INFRA.parent / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    text = DOCKERFILE.read_text()
+    ignore = (INFRA / "docker" / "Dockerfile.dockerignore").read_text().split()
+    for pkg in packages:
+        assert re.search(rf"^COPY {pkg} \./{pkg}$", text, re.M), pkg
+        assert f"!{pkg}/" in ignore, pkg
+    assert project["project"]["scripts"]["sweepnet"].split(".")[0] in packages
