@@ -191,3 +191,35 @@ def test_the_image_installs_every_package_so_the_sweepnet_command_and_flow_entry
         assert re.search(rf"^COPY {pkg} \./{pkg}$", text, re.M), pkg
         assert f"!{pkg}/" in ignore, pkg
     assert project["project"]["scripts"]["sweepnet"].split(".")[0] in packages
+
+
+@pytest.mark.services
+def test_the_setup_script_creates_a_pipeline_user_that_logs_but_cannot_administer(mlflow_auth_server,
+                                                                                  monkeypatch):
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+    from mlflow.tracking import MlflowClient
+
+    user, password = f"sweepnet-pipeline-{secrets.token_hex(3)}", secrets.token_urlsafe(18)
+    env = {**os.environ, **mlflow_auth_server.env(), "SWEEPNET_PIPELINE_USERNAME": user,
+           "SWEEPNET_PIPELINE_PASSWORD": password}
+    script = [sys.executable, str(INFRA / "compose" / "mlflow" / "create-pipeline-user.py")]
+    first = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and f"created MLflow user {user}" in first.stdout, first.stderr[-2000:]
+    again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)  # idempotent
+    assert again.returncode == 0 and "password updated" in again.stdout, again.stderr[-2000:]
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    client = MlflowClient(tracking_uri=mlflow_auth_server.uri)
+    exp = client.create_experiment(f"pipeline-{user}")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "train_MSE", 0.25, step=1)
+    assert client.get_run(run.info.run_id).data.metrics == {"train_MSE": 0.25}
+    with pytest.raises(MlflowException, match="403"):  # user administration stays with the admin
+        AuthServiceClient(mlflow_auth_server.uri).create_user(f"{user}-x", password)
+    assert not AuthServiceClient(mlflow_auth_server.uri).get_user(user).is_admin
