@@ -86,6 +86,31 @@ def test_store_is_named_by_uri_without_credentials(tmp_path):
         read_job_template(tmp_path / "t.yaml")
 
 
+def test_scheduled_sweep_accepts_the_inline_spec_and_the_parameters_of_older_deployments():
+    from flows.sweep import scheduled_sweep
+
+    new = scheduled_sweep.validate_parameters({"spec": {"name": "x", "base": XOR}, "store": "http://mlflow:5000"})
+    assert new["spec"] == {"name": "x", "base": XOR}
+    old = scheduled_sweep.validate_parameters({"spec": "/srv/sweeps/x.yaml", "store_dir": "/srv/sweeps/store"})
+    assert old["spec"] == "/srv/sweeps/x.yaml" and old["store_dir"] == "/srv/sweeps/store"
+
+
+def test_the_docker_template_fixes_image_command_network_and_privileges():
+    compose = yaml.safe_load((INFRA / "compose" / "compose.yaml").read_text())
+    template = read_job_template(DOCKER_TEMPLATE)
+    config, variables = template["job_configuration"], set(template["variables"]["properties"])
+    assert not variables & {"image", "command", "networks", "network_mode", "volumes", "privileged",
+                            "registry_credentials", "image_pull_policy"}
+    assert set(re.findall(r"\{\{ *(\w+) *\}\}", DOCKER_TEMPLATE.read_text())) <= variables
+    assert config["image"] == compose["services"]["dask-worker"]["image"]  # the image compose builds
+    assert config["command"] == "prefect flow-run execute"
+    assert config["networks"] == [f"{compose['name']}_default"] and config["privileged"] is False
+    assert config["volumes"] == []
+    env = template["variables"]["properties"]["env"]["default"]
+    assert env["MLFLOW_TRACKING_USERNAME"] == "sweepnet-pipeline"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "{{ prefect.blocks.secret.sweepnet-mlflow-pipeline }}"
+
+
 # ------------------------------------------------------------------ a worker with sweepnet installed, no checkout
 @pytest.fixture(scope="module")
 def installed_sweepnet(tmp_path_factory) -> Path:
