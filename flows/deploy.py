@@ -24,9 +24,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from flows.sweep import scheduled_sweep
+from flows.sweep import scheduled_sweep, without_userinfo
 from pipeline.config import read_yaml
 from pipeline.sweep.spec import base_config_dict, load_sweep
 
@@ -61,10 +60,8 @@ def store_uri(store: str | Path | None) -> tuple[str | None, bool]:
     text = str(store)
     if not _URI.match(text):
         return f"sqlite:///{Path(text).expanduser().resolve() / 'mlflow.db'}", False
-    parts = urlsplit(text)
-    if "@" not in parts.netloc:
-        return text, False
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), True
+    public = without_userinfo(text)
+    return public, public != text
 
 
 def read_job_template(path: str | Path) -> dict[str, Any]:

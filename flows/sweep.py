@@ -18,6 +18,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
@@ -115,8 +116,8 @@ def scheduled_sweep(spec: dict[str, Any] | str, store: str | None = None, n_work
     else ``store_dir`` (a directory on the worker, as older deployments pass) or ``~/.sweepnet``.
     """
     where = os.path.dirname(os.path.abspath(__file__))
-    get_run_logger().info("sweepnet flows from %s; store %s", where, store or os.environ.get("MLFLOW_TRACKING_URI")
-                          or store_dir or "~/.sweepnet")
+    named = store or os.environ.get("MLFLOW_TRACKING_URI") or store_dir or "~/.sweepnet"
+    get_run_logger().info("sweepnet flows from %s; store %s", where, without_userinfo(named))
     folder = store_dir or str(Path.home() / ".sweepnet")  # a flow run's working directory is temporary
     if store and store.startswith("sqlite:///"):
         folder = str(Path(store[len("sqlite:///"):].split("?")[0]).parent)  # artifacts beside the database
@@ -125,6 +126,14 @@ def scheduled_sweep(spec: dict[str, Any] | str, store: str | None = None, n_work
     if result["trials_failed"] or result["trials_missing"]:
         print(f"sweep finished with {result['trials_failed']} failed and {result['trials_missing']} missing trials")
     return result
+
+
+def without_userinfo(uri: str) -> str:
+    """``uri`` without ``user:password@``: credentials never reach Prefect parameters or logs."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 @contextlib.contextmanager
