@@ -298,3 +298,22 @@ def test_prefect_deploy_registers_prefect_yaml_without_paths_of_this_machine(tmp
             _api(f"{api}/deployments/{record['id']}", method="DELETE")
         for pool in created:
             _api(f"{api}/work_pools/{pool}", method="DELETE")
+
+
+@pytest.mark.services
+def test_without_store_the_deployment_names_none_and_the_worker_decides(tmp_path, prefect_server_url):
+    api = prefect_server_url
+    pool = f"sweepnet-default-{uuid.uuid4().hex[:8]}"
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump({"name": "nostore", "base": XOR, "seeds": [1]}))
+    dep = _deploy([str(spec), "--cron", "0 3 * * *", "--pool", pool], api, cwd=tmp_path)
+    assert dep.returncode == 0, dep.stderr[-3000:]
+    dep_id = _deployment_id(dep.stdout)
+    try:
+        record = _api(f"{api}/deployments/{dep_id}")
+        assert set(record["parameters"]) == {"spec"} and record["name"] == "nostore"
+        assert str(tmp_path) not in json.dumps(record)  # not even the default store resolved here
+        assert _api(f"{api}/work_pools/{pool}")["type"] == "process"  # created with the default type
+    finally:
+        _api(f"{api}/deployments/{dep_id}", method="DELETE")
+        _api(f"{api}/work_pools/{pool}", method="DELETE")
