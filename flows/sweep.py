@@ -13,10 +13,14 @@ worker processes on 127.0.0.1 is started for the run and closed after it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from prefect import flow, task, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows import cluster
@@ -42,7 +46,7 @@ def run_chunk(trials: list, ctx: tracking.TrackingContext, options: runner.Chunk
 
 
 @task(name="prepare-sweep", cache_policy=NO_CACHE)
-def prepare(spec: str, store_dir: str, tracking_uri: str | None, n_workers: int, train_fn: str,
+def prepare(spec: str | dict[str, Any], store_dir: str, tracking_uri: str | None, n_workers: int, train_fn: str,
             check_gradient: bool, reuse_older: bool = False, lease_wait: float = 0.0) -> driver.SweepPlan:
     """Validate, gradient-check, open the parent run, warm the Numba cache, expand and size chunks."""
     return driver.prepare(spec, store_dir, tracking_uri, n_workers, train_fn, check_gradient, reuse_older,
@@ -56,7 +60,7 @@ def summarise(plan: driver.SweepPlan, rows: list[dict], out_dir: str | None) -> 
 
 
 @flow(name="sweepnet-sweep")
-def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None = None,
+def sweep_flow(spec: str | dict[str, Any], store_dir: str = ".sweepnet", tracking_uri: str | None = None,
                dask_address: str | None = None, n_workers: int = 2, worker_timeout: float = 120.0,
                out_dir: str | None = None, train_fn: str = runner.TRAIN_FN, check_gradient: bool = True,
                reuse_older: bool = False, lease_wait: float = 0.0) -> dict:
@@ -92,7 +96,7 @@ def sweep_flow(spec: str, store_dir: str = ".sweepnet", tracking_uri: str | None
     return {**result, "timing": timing}
 
 
-def run_sweep(spec: str, store_dir: str = ".sweepnet", dask_address: str | None = None,
+def run_sweep(spec: str | dict[str, Any], store_dir: str = ".sweepnet", dask_address: str | None = None,
               n_workers: int | None = None, worker_timeout: float = 120.0, out_dir: str | None = None,
               train_fn: str = runner.TRAIN_FN, check_gradient: bool = True, reuse_older: bool = False,
               lease_wait: float = 0.0) -> dict:
@@ -104,16 +108,52 @@ def run_sweep(spec: str, store_dir: str = ".sweepnet", dask_address: str | None 
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or None
     with cluster.task_runner(dask_address, n_workers) as c:
         return sweep_flow.with_options(task_runner=c.task_runner)(
-            spec=str(spec), store_dir=str(store_dir), tracking_uri=tracking_uri, dask_address=c.address,
-            n_workers=c.n_workers, worker_timeout=worker_timeout, out_dir=out_dir, train_fn=train_fn,
-            check_gradient=check_gradient, reuse_older=reuse_older, lease_wait=lease_wait)
+            spec=spec if isinstance(spec, dict) else str(spec), store_dir=str(store_dir), tracking_uri=tracking_uri,
+            dask_address=c.address, n_workers=c.n_workers, worker_timeout=worker_timeout, out_dir=out_dir,
+            train_fn=train_fn, check_gradient=check_gradient, reuse_older=reuse_older, lease_wait=lease_wait)
 
 
 @flow(name="sweepnet-scheduled-sweep")
-def scheduled_sweep(spec: str, store_dir: str = ".sweepnet", n_workers: int | None = None,
-                    worker_timeout: float = 120.0) -> dict:
-    """Entry point of ``sweepnet deploy`` deployments: one sweep as a subflow."""
-    result = run_sweep(spec, store_dir, n_workers=n_workers, worker_timeout=worker_timeout)
+def scheduled_sweep(spec: dict[str, Any] | str, store: str | None = None, n_workers: int | None = None,
+                    worker_timeout: float = 120.0, store_dir: str | None = None) -> dict:
+    """Entry point of ``sweepnet deploy`` deployments: one sweep as a subflow.
+
+    ``spec`` is the resolved sweep inline (``flows.deploy.inline_spec``) or, for older deployments, a path
+    on the worker. ``store`` is a tracking URI; without it the worker's own ``MLFLOW_TRACKING_URI`` is used,
+    else ``store_dir`` (a directory on the worker, as older deployments pass) or ``~/.sweepnet``.
+    """
+    where = os.path.dirname(os.path.abspath(__file__))
+    named = store or os.environ.get("MLFLOW_TRACKING_URI") or store_dir or "~/.sweepnet"
+    get_run_logger().info("sweepnet flows from %s; store %s", where, without_userinfo(named))
+    folder = store_dir or str(Path.home() / ".sweepnet")  # a flow run's working directory is temporary
+    if store and store.startswith("sqlite:///"):
+        folder = str(Path(store[len("sqlite:///"):].split("?")[0]).parent)  # artifacts beside the database
+    with _tracking_env(store):
+        result = run_sweep(spec, folder, n_workers=n_workers, worker_timeout=worker_timeout)
     if result["trials_failed"] or result["trials_missing"]:
         print(f"sweep finished with {result['trials_failed']} failed and {result['trials_missing']} missing trials")
     return result
+
+
+def without_userinfo(uri: str) -> str:
+    """``uri`` without ``user:password@``: credentials never reach Prefect parameters or logs."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+@contextlib.contextmanager
+def _tracking_env(uri: str | None):
+    """``MLFLOW_TRACKING_URI`` = ``uri`` for the block: the driver and the embedded Dask workers it spawns
+    (which inherit the environment and log with their own URI) then agree on the store."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved

@@ -73,18 +73,39 @@ def register(subparsers) -> None:
     u.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: %(default)s)")
     u.set_defaults(func=cmd_ui)
 
+    _register_deploy(subparsers, fmt)
+
+
+def _register_deploy(subparsers, fmt) -> None:
     dep = subparsers.add_parser(
         "deploy", help="schedule a sweep as a Prefect deployment (cron)", formatter_class=fmt,
-        description="Create a scheduled deployment of the sweep flow on the Prefect server at PREFECT_API_URL.",
+        description="Create a scheduled deployment of the sweep flow on the Prefect server at PREFECT_API_URL.\n"
+                    "The deployment holds the resolved sweep inline, the store as a URI and the entrypoint\n"
+                    "flows.sweep:scheduled_sweep of the installed package: any worker with sweepnet installed runs it.",
         epilog="Whole path:\n  eval \"$(sweepnet services up --only prefect)\"   # server + process pool"
-               "\n  sweepnet deploy examples/sweeps/xor_census.yaml --cron '0 3 * * *'\n"
-               "The pool's `prefect worker` runs each scheduled sweep (LocalCluster per run). --serve instead keeps\n"
-               "this process in the foreground serving the schedule (stopping it pauses the schedule).")
+               "\n  sweepnet deploy examples/sweeps/xor_census.yaml --cron '0 3 * * *' \\"
+               "\n      --store sqlite:////srv/sweeps/mlflow.db\n"
+               "The pool's `prefect worker` runs each scheduled sweep (a LocalCluster per run, or the scheduler at\n"
+               "SWEEPNET_DASK_ADDRESS).\n"
+               "Image pools (infra/README.md): --pool sweepnet-docker --pool-type docker, or\n"
+               "--pool sweepnet-k8s --pool-type kubernetes; a missing pool is created from --job-template.\n"
+               "--serve instead keeps this process in the foreground serving the schedule (stopping it pauses it).")
     dep.add_argument("spec", metavar="SWEEP.yaml")
     dep.add_argument("--cron", required=True, help="cron schedule, e.g. '*/30 * * * *'")
     dep.add_argument("--name", default=None, help="deployment name (default: the sweep's name)")
-    dep.add_argument("--pool", default="sweepnet-process", help="process work pool (default: %(default)s)")
-    dep.add_argument("--store", default=".sweepnet", help="sweep store for the scheduled runs")
+    dep.add_argument("--pool", default="sweepnet-process", help="work pool name (default: %(default)s)")
+    dep.add_argument("--pool-type", default=None, choices=("process", "docker", "kubernetes"),
+                     help="the pool's type: checked against an existing pool, used to create a missing one "
+                          "(default: the existing pool's, else process)")
+    dep.add_argument("--job-template", default=None, metavar="FILE",
+                     help="base job template (YAML/JSON) for a pool that does not exist yet, e.g. "
+                          "infra/prefect/docker-job-template.yaml")
+    dep.add_argument("--store", default=None,
+                     help="tracking store of the scheduled runs: a URI (sqlite:////srv/sweeps/mlflow.db, "
+                          "http://mlflow:5000; credentials stay in the worker's environment) or a directory "
+                          "(DIR/mlflow.db); default: the worker's MLFLOW_TRACKING_URI, else ~/.sweepnet there")
+    dep.add_argument("--workers", type=int, default=None,
+                     help="embedded Dask cluster size of each run (default: one per core of the worker)")
     dep.add_argument("--serve", action="store_true", help="serve the schedule from this process instead")
     dep.set_defaults(func=cmd_deploy)
 
@@ -141,7 +162,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise RuntimeError("schedules need a real Prefect server: run `eval \"$(sweepnet services up --only prefect)\"` "
                            "(or export PREFECT_API_URL) and deploy again")
     from flows import deploy
+    from flows.deploy import store_uri
 
-    dep = deploy(args.spec, args.cron, args.name, args.pool, args.store, args.serve)
-    print(f"deployment {dep} scheduled with cron {args.cron!r} on {os.environ['PREFECT_API_URL']}")
+    uri, stripped = store_uri(args.store)
+    if stripped:
+        print(f"note: credentials removed from --store; the deployment names {uri}. Give the workers "
+              "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD instead.", file=sys.stderr)
+    dep = deploy(args.spec, args.cron, args.name, args.pool, args.store, args.serve, pool_type=args.pool_type,
+                 job_template=args.job_template, n_workers=args.workers)
+    where = "served here" if args.serve else f"on work pool {args.pool!r}"
+    print(f"deployment {dep} scheduled with cron {args.cron!r} {where}, store {uri or 'the worker default'}, "
+          f"on {os.environ['PREFECT_API_URL']}")
     return 0

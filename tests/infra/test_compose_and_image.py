@@ -30,8 +30,12 @@ def _env(service: dict) -> dict:
     return env if isinstance(env, dict) else dict(item.split("=", 1) for item in env)
 
 
+ONE_SHOT = {"mlflow-users"}  # setup jobs: exit 0 once, no healthcheck; dependants wait for their completion
+WORKERS = ("prefect-worker", "dask-worker")  # run flows and trials: never hold a server secret
+
+
 def test_compose_has_every_role(services):
-    assert set(services) == {"postgres", "mlflow", "prefect-server", "prefect-worker",
+    assert set(services) == {"postgres", "mlflow", "mlflow-users", "prefect-server", "prefect-worker",
                              "dask-scheduler", "dask-worker"}
 
 
@@ -46,13 +50,18 @@ def test_images_are_pinned_and_one_image_serves_every_sweepnet_role(services):
 
 def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(services):
     for name, svc in services.items():
-        assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+        if name in ONE_SHOT:
+            assert svc["restart"] == "no" and "healthcheck" not in svc, name
+        else:
+            assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
         for dep, cond in svc.get("depends_on", {}).items():
-            assert dep in services and cond == {"condition": "service_healthy"}, (name, dep)
+            wanted = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            assert dep in services and cond == {"condition": wanted}, (name, dep)
     assert set(services["mlflow"]["depends_on"]) == {"postgres"}
     assert set(services["prefect-server"]["depends_on"]) == {"postgres"}
-    assert set(services["prefect-worker"]["depends_on"]) >= {"prefect-server", "mlflow"}
-    assert set(services["dask-worker"]["depends_on"]) >= {"dask-scheduler"}
+    assert set(services["mlflow-users"]["depends_on"]) == {"mlflow"}
+    assert set(services["prefect-worker"]["depends_on"]) >= {"prefect-server", "mlflow-users"}
+    assert set(services["dask-worker"]["depends_on"]) >= {"dask-scheduler", "mlflow-users"}
 
 
 def test_published_ports_bind_loopback_unless_the_user_opts_in(services):
@@ -63,6 +72,14 @@ def test_published_ports_bind_loopback_unless_the_user_opts_in(services):
     assert "ports" not in services["postgres"] and "ports" not in services["dask-worker"]
     env_example = (INFRA / "compose" / ".env.example").read_text()
     assert re.search(r"^SWEEPNET_BIND=127\.0\.0\.1$", env_example, re.M)
+
+
+def test_the_dask_scheduler_is_reachable_only_inside_the_compose_network(services, compose):
+    published = [str(port) for svc in services.values() for port in svc.get("ports", [])]
+    assert published and not [p for p in published if re.search(r"(^|:)8786($|/)", p)], published
+    assert [p.rsplit(":", 1)[1] for p in services["dask-scheduler"]["ports"]] == ["8787"]  # dashboard only
+    assert "DASK_SCHEDULER_PORT" not in (INFRA / "compose" / ".env.example").read_text()
+    assert "expose" not in services["dask-scheduler"] and "network_mode" not in services["dask-scheduler"]
 
 
 def test_wiring_points_clients_at_the_services_by_name(services):
@@ -103,6 +120,31 @@ def test_no_secret_is_committed(services):
     assert ".env" in (INFRA / "compose" / ".gitignore").read_text().split()
 
 
+def test_workers_log_as_the_pipeline_user_and_hold_no_server_secret(services):
+    server_secrets = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "POSTGRES_PASSWORD")
+    for name in WORKERS:
+        env = _env(services[name])
+        assert env["MLFLOW_TRACKING_USERNAME"] == "sweepnet-pipeline", name
+        assert env["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_PIPELINE_PASSWORD:?"), name
+        for key, value in env.items():
+            assert key not in server_secrets and not any(s in str(value) for s in server_secrets), (name, key)
+            assert "ADMIN" not in key and "admin" not in str(value), (name, key)
+    setup = _env(services["mlflow-users"])  # the one place besides the server that holds the admin password
+    assert setup["SWEEPNET_PIPELINE_USERNAME"] == "sweepnet-pipeline"
+    assert services["mlflow-users"]["command"] == ["python", "/etc/mlflow/create-pipeline-user.py"]
+    env_example = (INFRA / "compose" / ".env.example").read_text()
+    assert re.search(r"^MLFLOW_PIPELINE_PASSWORD=$", env_example, re.M)
+
+
+def test_mlflow_auth_caches_verified_passwords():
+    import configparser
+
+    ini = configparser.ConfigParser()
+    ini.read(INFRA / "compose" / "mlflow" / "basic_auth.ini")
+    assert 0 < ini.getint("mlflow", "auth_cache_ttl_seconds") <= 300
+    assert ini.get("mlflow", "default_permission") == "READ"
+
+
 def test_nothing_is_installed_at_container_start(services):
     for name, svc in services.items():
         command = " ".join(svc.get("command", [])) if isinstance(svc.get("command"), list) \
@@ -134,3 +176,50 @@ def test_constraints_pin_the_tested_stack():
     for name in ("numba", "numpy", "dask", "distributed", "prefect", "mlflow", "pyarrow"):
         assert name in pins, name
     assert pins["numba"] == "0.68.1" and pins["mlflow"] == "3.17.2" and pins["prefect"] == "3.9.1"
+
+
+def test_the_image_installs_every_package_so_the_sweepnet_command_and_flow_entrypoint_import():
+    """`sweepnet` (app.cli) and `flows.sweep:scheduled_sweep`, the deployments' entrypoint, come from the
+    package installed in the image: every package pyproject.toml ships must be copied into the build."""
+    import tomllib
+
+    project = tomllib.loads((INFRA.parent / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    text = DOCKERFILE.read_text()
+    ignore = (INFRA / "docker" / "Dockerfile.dockerignore").read_text().split()
+    for pkg in packages:
+        assert re.search(rf"^COPY {pkg} \./{pkg}$", text, re.M), pkg
+        assert f"!{pkg}/" in ignore, pkg
+    assert project["project"]["scripts"]["sweepnet"].split(".")[0] in packages
+
+
+@pytest.mark.services
+def test_the_setup_script_creates_a_pipeline_user_that_logs_but_cannot_administer(mlflow_auth_server,
+                                                                                  monkeypatch):
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+    from mlflow.tracking import MlflowClient
+
+    user, password = f"sweepnet-pipeline-{secrets.token_hex(3)}", secrets.token_urlsafe(18)
+    env = {**os.environ, **mlflow_auth_server.env(), "SWEEPNET_PIPELINE_USERNAME": user,
+           "SWEEPNET_PIPELINE_PASSWORD": password}
+    script = [sys.executable, str(INFRA / "compose" / "mlflow" / "create-pipeline-user.py")]
+    first = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and f"created MLflow user {user}" in first.stdout, first.stderr[-2000:]
+    again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)  # idempotent
+    assert again.returncode == 0 and "password updated" in again.stdout, again.stderr[-2000:]
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    client = MlflowClient(tracking_uri=mlflow_auth_server.uri)
+    exp = client.create_experiment(f"pipeline-{user}")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "train_MSE", 0.25, step=1)
+    assert client.get_run(run.info.run_id).data.metrics == {"train_MSE": 0.25}
+    with pytest.raises(MlflowException, match="403"):  # user administration stays with the admin
+        AuthServiceClient(mlflow_auth_server.uri).create_user(f"{user}-x", password)
+    assert not AuthServiceClient(mlflow_auth_server.uri).get_user(user).is_admin
