@@ -46,9 +46,10 @@ are marked KILLED. Trial keys include the code version (sweepnet version + a dig
 training code): after an upgrade the trials run again unless --reuse-older. Two runs of one sweep at once:
 the second is refused (exit 2, naming the host/pid that holds it) or waits with --wait SECONDS.
 
-Exit code: 0 all trials finished, 3 some failed (see the table), 2 refused before fan-out (bad
+Exit code: 0 all trials finished, 3 some failed (see the table; when none produced the objective the
+parent run is FAILED and the summary names the commonest error), 2 refused before fan-out (bad
 spec/config/data, a wrong gradient, or the sweep already running), 1 the sweep itself failed (e.g. every
-worker gone).
+worker gone, or the summary could not be written).
 """
 
 

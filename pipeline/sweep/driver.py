@@ -95,7 +95,10 @@ def sweep_key(spec: SweepSpec, digest: str) -> str:
 
 def validate(spec_source: str | Path | dict, train_fn: str = TRAIN_FN) -> tuple[SweepSpec, list[ex.Trial]]:
     """Validate the spec and expand rung 0 (every trial config is validated, the data is loaded once)."""
-    spec = load_sweep(spec_source)
+    try:
+        spec = load_sweep(spec_source)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise SweepRefused(str(err)) from None
     try:
         trials = ex.expand(spec)
     except (ValueError, TypeError, FileNotFoundError) as err:

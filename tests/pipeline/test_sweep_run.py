@@ -73,6 +73,29 @@ def test_sweep_logs_children_fails_diverging_trials_and_summarises(store, tmp_pa
                                                         "census.png"}
 
 
+# issue 13: every trial diverges (rate 1e6 with momentum)
+ALL_DIVERGE = {"name": "xor", "data": {"source": "xor"},
+               "model": {"activation": "Rectifier", "hidden": [8], "epochs": 200, "optimizer": "sgd",
+                         "rate": 1.0e6, "momentum_start": 0.9, "distribution": "gaussian"}}
+
+
+def test_a_sweep_where_every_trial_fails_fails_its_parent_and_says_why(store, tmp_path):
+    raw = {"name": "s-all-failed", "base": ALL_DIVERGE, "seeds": [1, 2], "chunk_size": 2,
+           "objective": {"metric": "train_MSE"}, "space": {"model.hidden": [[8], [9]]}}
+    plan = driver.prepare(raw, store, n_workers=2)
+    _, res = run(plan, out=tmp_path)
+    assert (res["trials"], res["trials_finished"], res["trials_failed"]) == (4, 0, 4) and res["best"] is None
+    assert res["failure_note"].startswith("no trial produced train_MSE: 4 of 4 trials failed; "
+                                          "commonest error (4 of 4): TrainingDivergedError: training diverged at epoch")
+    parent = tracking.client(plan.ctx.tracking_uri).get_run(plan.ctx.parent_run_id)
+    assert parent.info.status == "FAILED"  # no result to select: the sweep failed, its tables are still there
+    assert parent.data.tags["sweepnet.failure_note"] == res["failure_note"]
+    assert parent.data.metrics["trials_finished"] == 0 and "sweepnet.best_run_id" not in parent.data.tags
+    arts = {a.path for a in tracking.client(plan.ctx.tracking_uri).list_artifacts(plan.ctx.parent_run_id)}
+    assert {"leaderboard.csv", "census.csv", "census.png"} <= arts
+    assert driver.prepare(raw, store, n_workers=2).ctx.parent_run_id  # the lease was released
+
+
 def test_resume_runs_only_missing_keys_and_never_duplicates(store):
     spec = sweep("s2", space={"model.hidden": [[2], [3]]})
     plan = driver.prepare(spec, store, n_workers=2)
