@@ -91,6 +91,8 @@ def test_a_sweep_where_every_trial_fails_fails_its_parent_and_says_why(store, tm
     assert parent.info.status == "FAILED"  # no result to select: the sweep failed, its tables are still there
     assert parent.data.tags["sweepnet.failure_note"] == res["failure_note"]
     assert parent.data.metrics["trials_finished"] == 0 and "sweepnet.best_run_id" not in parent.data.tags
+    # hidden [8] and [9] are both checked as [4] units: one structural class
+    assert parent.data.tags["sweepnet.gradient_check"] == "gradient checked: 1 of 1 structural classes"
     arts = {a.path for a in tracking.client(plan.ctx.tracking_uri).list_artifacts(plan.ctx.parent_run_id)}
     assert {"leaderboard.csv", "census.csv", "census.png"} <= arts
     assert driver.prepare(raw, store, n_workers=2).ctx.parent_run_id  # the lease was released
