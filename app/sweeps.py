@@ -134,8 +134,9 @@ def print_summary(summary: dict, top: int) -> None:
     print(f"\n{summary['trials']} trials: {summary['trials_finished']} finished, {summary['trials_failed']} failed, "
           f"{summary.get('trials_skipped', 0)} skipped, {summary.get('trials_missing', 0)} missing. "
           f"Tables and plots: {folder}")
-    if summary.get("failure_note"):
-        print(summary["failure_note"])
+    for note in ("selection_note", "failure_note"):
+        if summary.get(note):
+            print(summary[note])
     if summary.get("reuse_note"):
         print(summary["reuse_note"])
 

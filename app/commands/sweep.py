@@ -21,7 +21,8 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
 
   name: xor-init-census
   base: ../xor.yaml                     # path relative to the sweep file, or an inline config
-  objective: {metric: train_MSE, direction: minimize}
+  objective: {metric: train_MSE, direction: minimize}   # valid_* needs data.valid_fraction > 0;
+                                        #   test_* is refused unless select_on_test: true
   strategy: {kind: Cartesian}           # or {kind: RandomDiscrete, max_models: 20, seed: 7,
                                         #     max_runtime_secs: 600}
   seeds: 20                             # or [1, 2, 3]: the initialisation axis (never overridden)

@@ -91,7 +91,7 @@ class SweepPlan:
 def sweep_key(spec: SweepSpec, digest: str) -> str:
     """Hash of the spec (with the base config's content) and the dataset digest."""
     # execution options do not change what is computed: a rerun with another chunk size resumes
-    payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds"})
+    payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds", "select_on_test"})
     payload["strategy"].pop("max_runtime_secs", None)
     payload["base"] = base_config_dict(spec)
     text = json.dumps({"spec": payload, "data": digest}, sort_keys=True, default=str)
@@ -110,6 +110,14 @@ def validate(spec_source: str | Path | dict, train_fn: str = TRAIN_FN) -> tuple[
         raise SweepRefused(f"sweep {spec.name!r} refused before fan-out: {err}") from None
     if not trials:
         raise SweepRefused(f"sweep {spec.name!r} expands to no trials; check space and strategy.max_models")
+    metric = spec.objective.metric
+    no_valid = next((t for t in trials if not get_dotted(t.config, "data.valid_fraction", 0) > 0), None)
+    if metric.startswith("valid_") and no_valid is not None:
+        raise SweepRefused(
+            f"objective.metric = {metric!r} needs a validation split, but trial {no_valid.index} has "
+            f"data.valid_fraction = {get_dotted(no_valid.config, 'data.valid_fraction', 0):g}; set "
+            "data.valid_fraction (e.g. 0.2) in the base config or in space"
+        )
     return spec, trials
 
 

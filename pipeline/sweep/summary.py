@@ -172,6 +172,15 @@ def failure_note(rows: Sequence[dict], metric: str) -> str:
     return f"no trial produced {metric}: {how}; commonest error ({count} of {n}): {example[:300]}"
 
 
+def selection_note(spec: SweepSpec) -> str:
+    """What the summary says when the spec ranks by a test metric (``select_on_test: true``); '' otherwise."""
+    metric = spec.objective.metric
+    if not (spec.select_on_test and metric.startswith("test_")):
+        return ""
+    return (f"selected on the test set (select_on_test: true): the best model's {metric} is an optimistic "
+            f"estimate of its {metric[5:]} on new data")
+
+
 def _error_kind(error: str) -> str:
     """An error without its numbers (epochs, losses), so 'diverged at epoch 3' and 'at epoch 5' count together."""
     return re.sub(r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?", "#", error)
@@ -194,15 +203,15 @@ def write_summary(folder: Path, rows: Sequence[dict], spec: SweepSpec, axes: Seq
     dict
         ``metrics`` for the parent (counts, best objective), ``best`` (the best row or None),
         ``leaderboard_md`` and ``census_md`` (Markdown text), ``failure_note`` (:func:`failure_note`:
-        '' unless no trial produced the objective).
+        '' unless no trial produced the objective), ``selection_note`` (:func:`selection_note`).
     """
     from pipeline import plots
 
     folder.mkdir(parents=True, exist_ok=True)
     header, body = leaderboard_table(rows, spec, axes)
     write_csv(folder / "leaderboard.csv", header, body)
-    note = failure_note(rows, spec.objective.metric)
-    board_md = (f"**{note}**\n\n" if note else "") + markdown(header, body, limit=200)
+    note, selection = failure_note(rows, spec.objective.metric), selection_note(spec)
+    board_md = "".join(f"**{n}**\n\n" for n in (selection, note) if n) + markdown(header, body, limit=200)
     (folder / "leaderboard.md").write_text(board_md)
     groups = census_groups(rows, spec)
     c_header, c_body = census_table(groups, spec)
@@ -225,4 +234,4 @@ def write_summary(folder: Path, rows: Sequence[dict], spec: SweepSpec, axes: Seq
         f"best_{spec.objective.metric}": best["objective"] if best else math.nan,
     }
     return {"metrics": metrics, "best": best, "leaderboard_md": board_md, "census_md": census_md, "groups": groups,
-            "failure_note": note}
+            "failure_note": note, "selection_note": selection}

@@ -68,6 +68,8 @@ def test_a_sweep_with_no_finished_trial_exits_3_and_prints_why(monkeypatch, tmp_
                                               "1,[2],0,nan,skipped,,k1\n")
     print_summary(result, top=3)
     assert note in capsys.readouterr().out
+    print_summary({**result, "selection_note": "selected on the test set (select_on_test: true): ..."}, top=3)
+    assert "selected on the test set (select_on_test: true)" in capsys.readouterr().out
 
 
 def test_deploy_without_a_prefect_server_says_how_to_start_one(monkeypatch, capsys):

@@ -98,6 +98,21 @@ def test_a_sweep_where_every_trial_fails_fails_its_parent_and_says_why(store, tm
     assert driver.prepare(raw, store, n_workers=2).ctx.parent_run_id  # the lease was released
 
 
+def test_a_sweep_selecting_on_the_test_set_says_so_on_the_parent(store, tmp_path):
+    base = {**XOR, "data": {"source": "digits", "train_rows": 1347},
+            "model": {**XOR["model"], "hidden": [4], "epochs": 2, "distribution": "AUTO"}}
+    raw = {"name": "s-on-test", "base": base, "seeds": [1], "objective": {"metric": "test_accuracy",
+                                                                          "direction": "maximize"}}
+    with pytest.raises(driver.SweepRefused, match="select_on_test: true to do it knowingly"):
+        driver.prepare(raw, store, n_workers=1)
+    plan = driver.prepare({**raw, "select_on_test": True}, store, n_workers=1)
+    _, res = run(plan, out=tmp_path)
+    assert res["trials_finished"] == 1
+    assert res["selection_note"].startswith("selected on the test set (select_on_test: true)")
+    parent = tracking.client(plan.ctx.tracking_uri).get_run(plan.ctx.parent_run_id)
+    assert parent.data.tags["sweepnet.selection_note"] == res["selection_note"]
+
+
 def test_resume_runs_only_missing_keys_and_never_duplicates(store):
     spec = sweep("s2", space={"model.hidden": [[2], [3]]})
     plan = driver.prepare(spec, store, n_workers=2)
