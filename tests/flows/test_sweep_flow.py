@@ -109,6 +109,25 @@ def test_cli_sweep_where_every_trial_fails_finishes_the_parent_and_exits_3(tmp_p
     assert [r["status"] for r in board] == ["failed"] * 4
 
 
+def test_a_summary_that_cannot_be_written_fails_the_sweep_closes_the_parent_and_frees_the_lease(tmp_path):
+    spec = write_spec(tmp_path, "no-summary", seeds=[1], space={"model.hidden": [[2]]})
+    store = tmp_path / "store"
+    (store / "summaries").mkdir(parents=True)
+    (store / "summaries" / "no-summary").write_text("a file where the summary folder goes")
+    cmd = [sys.executable, "-m", "app", "sweep", str(spec), "--store", str(store), "--workers", "1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env_without_services(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep failed after fan-out: not "refused", not 2
+    assert "sweep failed: FileExistsError" in proc.stderr and "sweep refused" not in proc.stderr
+    ctx = sqlite_ctx(store, "no-summary")
+    assert tracking.client(ctx.tracking_uri).get_run(ctx.parent_run_id).info.status == "FAILED"
+    (store / "summaries" / "no-summary").unlink()
+    again = subprocess.run(cmd, cwd=tmp_path, env=env_without_services(), capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]  # the lease was released; the finished trial is reused
+    assert "1 trials: 1 finished" in again.stdout
+
+
 @pytest.mark.services
 def test_flow_against_real_separate_services(tmp_path, local_services):
     spec = write_spec(tmp_path, "remote", space={"model.hidden": [[2], [3]]})
