@@ -169,9 +169,8 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
             "sweepnet.reused": json.dumps(reused, sort_keys=True), **version.source_tags()}
     if plan.reuse_note:
         tags["sweepnet.reuse_note"] = plan.reuse_note
-    for note in ("failure_note", "selection_note"):
-        if result[note]:
-            tags[f"sweepnet.{note}"] = result[note]
+    for note in ("failure_note", "selection_note"):  # set even when empty: a rerun reopens the same parent
+        tags[f"sweepnet.{note}"] = result[note]
     if best and best.get("run_id"):
         tags.update({"sweepnet.best_run_id": best["run_id"], "sweepnet.best_trial_key": best["key"]})
         tracking.tag_run(ctx, best["run_id"], {"sweepnet.best": "true"})

@@ -66,6 +66,7 @@ def test_sweep_logs_children_fails_diverging_trials_and_summarises(store, tmp_pa
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweepnet.best_run_id"] == res["best"]["run_id"]
     assert parent.data.metrics["trials_failed"] == 4
+    assert parent.data.tags["sweepnet.failure_note"] == ""  # cleared, should an earlier run have set it
     board = list(csv.DictReader(open(tmp_path / "leaderboard.csv")))
     values = [float(r["train_MSE"]) for r in board[:4]]
     assert values == sorted(values) and board[-1]["status"] == "failed"
