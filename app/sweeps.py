@@ -66,13 +66,13 @@ def run_one(spec: str, store: Path, **options) -> tuple[int, dict | None]:
     out_dir = str(store / "summaries" / Path(spec).stem)
     try:
         result = run_sweep(spec, str(store), out_dir=out_dir, **options)
-    except (driver.SweepRefused, ValueError, FileNotFoundError) as err:
+    except driver.SweepRefused as err:  # only ``prepare``, before any fan-out, refuses
         print(f"sweep refused: {err}", file=sys.stderr)
         return EXIT_REFUSED, None
-    except Exception as err:  # the sweep itself broke (e.g. every worker gone): say why, exit 1
+    except Exception as err:  # the sweep itself broke (e.g. every worker gone, the summary): say why, exit 1
         print(f"sweep failed: {type(err).__name__}: {err}{_service_hint(err)}", file=sys.stderr)
         return EXIT_ERROR, None
-    failed = result["trials_failed"] or result["trials_missing"]
+    failed = result["trials_failed"] or result["trials_missing"] or not result["trials_finished"]
     return (EXIT_TRIALS_FAILED if failed else EXIT_OK), result
 
 
@@ -134,6 +134,9 @@ def print_summary(summary: dict, top: int) -> None:
     print(f"\n{summary['trials']} trials: {summary['trials_finished']} finished, {summary['trials_failed']} failed, "
           f"{summary.get('trials_skipped', 0)} skipped, {summary.get('trials_missing', 0)} missing. "
           f"Tables and plots: {folder}")
+    for note in ("selection_note", "failure_note"):
+        if summary.get(note):
+            print(summary[note])
     if summary.get("reuse_note"):
         print(summary["reuse_note"])
 

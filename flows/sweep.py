@@ -91,7 +91,12 @@ def sweep_flow(spec: str | dict[str, Any], store_dir: str = ".sweepnet", trackin
         driver.release_lease(plan)
         raise
     t2 = time.perf_counter()
-    result = summarise(last, rows, out_dir)
+    try:
+        result = summarise(last, rows, out_dir)
+    except BaseException:  # the summary broke: the parent is not left RUNNING, the lease not held
+        tracking.close_sweep(last.ctx, failed=True)
+        driver.release_lease(last)
+        raise
     timing.update(summary_s=time.perf_counter() - t2, chunk_size=last.chunk_size, probe_trial_s=last.trial_secs)
     return {**result, "timing": timing}
 

@@ -9,6 +9,7 @@ shape or value; each message names the argument, what was received and the fix.
 import numpy as np
 
 from kernels import hyper
+from kernels.activations import ACTIVATION_CODES, SIGMOID, SOFTMAX
 
 FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -99,3 +100,21 @@ def check_drop(drop, layout):
         raise ValueError(f"drop={drop.tolist()} must hold one ratio in [0, 1) per layer input "
                          f"({layout.shape[0]} values: input first, then each hidden layer).")
     return drop
+
+
+def check_units(loss, hp, layout):
+    """Raise unless ``layout``'s units suit ``loss`` and ``hp``, as the model requires: cross-entropy needs a
+    sigmoid or softmax output, KL sparsity (``hp[SPARSITY_BETA] > 0``) sigmoid hidden layers. The kernels
+    would otherwise compute another objective (cross-entropy of a linear output) or skip the penalty."""
+    names = {code: name for name, code in ACTIVATION_CODES.items()}
+    output = int(layout[-1, 5])
+    if loss == "cross_entropy" and output not in (SIGMOID, SOFTMAX):
+        raise ValueError(f"loss='cross_entropy' needs a sigmoid or softmax output layer, got output activation "
+                         f"{names[output]!r}; use loss='quadratic' (or 'absolute', 'huber') or a sigmoid/softmax "
+                         "output.")
+    beta = hp[hyper.SPARSITY_BETA]
+    hidden = [int(code) for code in layout[:-1, 5]]
+    if beta > 0 and (not hidden or any(code != SIGMOID for code in hidden)):
+        raise ValueError(f"hp[SPARSITY_BETA]={beta:g} needs sigmoid hidden layers (KL(rho||rho_hat) of mean "
+                         f"activations in (0, 1)), got hidden activations {[names[c] for c in hidden]}; use "
+                         "sigmoid hidden layers or sparsity_beta=0.")

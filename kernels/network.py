@@ -8,7 +8,7 @@ the kernels. All arrays of one call share a float dtype (float32 or float64).
 import numpy as np
 
 from kernels import hyper
-from kernels.checks import as_matrix, check_drop, check_hp, check_params
+from kernels.checks import as_matrix, check_drop, check_hp, check_params, check_units
 from kernels.dense import _loss_and_grad, _predict, _workspace_size
 from kernels.losses import LOSS_CODES
 from kernels.online import _train_online, supports_online
@@ -71,6 +71,7 @@ def loss_and_grad(params, layout, X, Y, loss="quadratic", hp=None, drop=None, se
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match.")
     hp = hyper_vector() if hp is None else check_hp(hp)
+    check_units(loss, hp, layout)
     grad = np.zeros_like(params)
     drop = check_drop(drop, layout)
     if workspace is None:
@@ -155,6 +156,7 @@ def train_epochs(params, layout, X, Y, state, counters, *, epoch0, n_epochs, bat
         raise ValueError(f"rho_run must be a float64 ndarray of shape ({n_hidden},), one entry per hidden unit.")
     epoch_loss = np.full(n_epochs, np.nan)
     hp = check_hp(hp)
+    check_units(loss, hp, layout)
     # batch 1 on a small net: the fused per-sample driver (same results, ~3x faster on XOR)
     driver = _train_online if supports_online(layout, hp, batch_size, X.shape[0]) else _train_epochs
     finished = driver(params, layout, X, Y, epoch0, n_epochs, int(batch_size), bool(shuffle), LOSS_CODES[loss], hp,

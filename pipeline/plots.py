@@ -109,6 +109,7 @@ def census(groups: Sequence[dict], path: str | Path) -> Path:
     bottom.boxplot(vals, positions=x, widths=0.5)
     bottom.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
     bottom.set_ylabel("final objective per seed")
-    if all(v > 0 for vs in vals for v in vs if math.isfinite(v)):
+    finite = [v for vs in vals for v in vs if math.isfinite(v)]
+    if finite and all(v > 0 for v in finite):  # no finite value (every seed failed): a linear empty axis
         bottom.set_yscale("log")
     return _save(fig, path)

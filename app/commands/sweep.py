@@ -21,7 +21,8 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
 
   name: xor-init-census
   base: ../xor.yaml                     # path relative to the sweep file, or an inline config
-  objective: {metric: train_MSE, direction: minimize}
+  objective: {metric: train_MSE, direction: minimize}   # valid_* needs data.valid_fraction > 0;
+                                        #   test_* is refused unless select_on_test: true
   strategy: {kind: Cartesian}           # or {kind: RandomDiscrete, max_models: 20, seed: 7,
                                         #     max_runtime_secs: 600}
   seeds: 20                             # or [1, 2, 3]: the initialisation axis (never overridden)
@@ -46,9 +47,10 @@ are marked KILLED. Trial keys include the code version (sweepnet version + a dig
 training code): after an upgrade the trials run again unless --reuse-older. Two runs of one sweep at once:
 the second is refused (exit 2, naming the host/pid that holds it) or waits with --wait SECONDS.
 
-Exit code: 0 all trials finished, 3 some failed (see the table), 2 refused before fan-out (bad
+Exit code: 0 all trials finished, 3 some failed (see the table; when none produced the objective the
+parent run is FAILED and the summary names the commonest error), 2 refused before fan-out (bad
 spec/config/data, a wrong gradient, or the sweep already running), 1 the sweep itself failed (e.g. every
-worker gone).
+worker gone, or the summary could not be written).
 """
 
 

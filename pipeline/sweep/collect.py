@@ -152,8 +152,12 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
 def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None) -> dict[str, Any]:
     """Summary files on the parent (and in ``out_dir``), best child tagged, parent closed.
 
+    The parent ends FINISHED, or FAILED when no trial produced the objective (nothing to select); its
+    tables and the ``sweepnet.failure_note`` tag (:func:`summary.failure_note`) then say why.
+
     Returns the counts (``trials``, ``trials_finished``, ``trials_failed``, ...), ``best`` row,
-    ``leaderboard_md``/``census_md`` text and where to find the runs.
+    ``failure_note``, ``selection_note`` (tagged ``sweepnet.selection_note`` too), ``leaderboard_md``/``census_md``
+    text and where to find the runs.
     """
     ctx = plan.ctx
     stale = tracking.reconcile_stale(ctx)
@@ -165,14 +169,17 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
             "sweepnet.reused": json.dumps(reused, sort_keys=True), **version.source_tags()}
     if plan.reuse_note:
         tags["sweepnet.reuse_note"] = plan.reuse_note
+    for note in ("failure_note", "selection_note"):  # set even when empty: a rerun reopens the same parent
+        tags[f"sweepnet.{note}"] = result[note]
     if best and best.get("run_id"):
         tags.update({"sweepnet.best_run_id": best["run_id"], "sweepnet.best_trial_key": best["key"]})
         tracking.tag_run(ctx, best["run_id"], {"sweepnet.best": "true"})
     tracking.log_parent(ctx, result["metrics"], tags, out)
-    tracking.close_sweep(ctx, failed=False)
+    tracking.close_sweep(ctx, failed=bool(result["failure_note"]))
     release_lease(plan)
     missing = sum(r["status"] == "missing" for r in rows)
     return {**result["metrics"], "trials_missing": missing, "reused": reused, "reuse_note": plan.reuse_note,
-            "best": best, "summary_dir": str(out),
+            "best": best, "failure_note": result["failure_note"], "selection_note": result["selection_note"],
+            "summary_dir": str(out),
             "leaderboard_md": result["leaderboard_md"], "census_md": result["census_md"],
             "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id, "parent_run_id": ctx.parent_run_id}

@@ -30,6 +30,11 @@ from pipeline.sweep.runner import TRAIN_FN, ChunkOptions, load_callable
 from pipeline.sweep.spec import SweepSpec, base_config_dict, load_sweep
 
 GRAD_TOL = 1e-6
+#: the gate's bound: at most this many structural classes, started within this many seconds
+GRAD_MAX_CLASSES = 64
+GRAD_BUDGET_S = 120.0
+#: units per hidden layer of the checked instance (``pipeline.gradcheck.check_config``'s ``max_hidden``)
+GRAD_MAX_HIDDEN = 4
 PROBE_ATTEMPTS = 3
 FALLBACK_TRIAL_SECONDS = 1.0
 
@@ -86,7 +91,7 @@ class SweepPlan:
 def sweep_key(spec: SweepSpec, digest: str) -> str:
     """Hash of the spec (with the base config's content) and the dataset digest."""
     # execution options do not change what is computed: a rerun with another chunk size resumes
-    payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds"})
+    payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds", "select_on_test"})
     payload["strategy"].pop("max_runtime_secs", None)
     payload["base"] = base_config_dict(spec)
     text = json.dumps({"spec": payload, "data": digest}, sort_keys=True, default=str)
@@ -95,41 +100,102 @@ def sweep_key(spec: SweepSpec, digest: str) -> str:
 
 def validate(spec_source: str | Path | dict, train_fn: str = TRAIN_FN) -> tuple[SweepSpec, list[ex.Trial]]:
     """Validate the spec and expand rung 0 (every trial config is validated, the data is loaded once)."""
-    spec = load_sweep(spec_source)
+    try:
+        spec = load_sweep(spec_source)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise SweepRefused(str(err)) from None
     try:
         trials = ex.expand(spec)
     except (ValueError, TypeError, FileNotFoundError) as err:
         raise SweepRefused(f"sweep {spec.name!r} refused before fan-out: {err}") from None
     if not trials:
         raise SweepRefused(f"sweep {spec.name!r} expands to no trials; check space and strategy.max_models")
+    metric = spec.objective.metric
+    no_valid = next((t for t in trials if not get_dotted(t.config, "data.valid_fraction", 0) > 0), None)
+    if metric.startswith("valid_") and no_valid is not None:
+        raise SweepRefused(
+            f"objective.metric = {metric!r} needs a validation split, but trial {no_valid.index} has "
+            f"data.valid_fraction = {get_dotted(no_valid.config, 'data.valid_fraction', 0):g}; set "
+            "data.valid_fraction (e.g. 0.2) in the base config or in space"
+        )
     return spec, trials
 
 
-def gradient_check(trials: list[ex.Trial], limit: int = 4) -> dict[str, float]:
-    """Relative gradient error of a small instance of each of the first ``limit`` configurations.
+#: model fields that decide which objective the gradient check exercises (the rest, e.g. rate, seed, init,
+#: only change the point it is evaluated at, which the check draws itself)
+_STRUCTURE = ("activation", "output_activation", "distribution", "loss", "autoencoder", "sparsity_estimate")
+#: numeric fields whose on/off (> 0) switches a term of the objective
+_SWITCHES = ("l1", "l2", "sparsity_beta")
+
+
+def structural_class(config: dict[str, Any]) -> str:
+    """What the gradient check of ``config`` exercises: activation x output x loss x penalties x sparsity x
+    layer shapes (as checked: at most ``GRAD_MAX_HIDDEN`` units) x dropout presence per layer, and the data."""
+    from pipeline.config import ModelSpec
+
+    model = ModelSpec.model_validate(config.get("model", {}))
+    sig: dict[str, Any] = {k: getattr(model, k) for k in _STRUCTURE}
+    sig.update({k: getattr(model, k) > 0 for k in _SWITCHES})
+    sig["hidden"] = [min(h, GRAD_MAX_HIDDEN) for h in model.hidden]
+    sig["dropout"] = [r > 0 for r in model.dropout_ratios]
+    return json.dumps([sig, config.get("data")], sort_keys=True, default=str)
+
+
+@dataclass
+class GradientGate:
+    """What :func:`gradient_check` checked: relative difference per checked class (keyed by the config key
+    of its first trial), the first trial of each class left unchecked past the cap, and a one-line note."""
+
+    checked: dict[str, float]
+    unchecked: list[ex.Trial]
+    note: str
+
+
+def gradient_check(trials: list[ex.Trial], max_classes: int = GRAD_MAX_CLASSES, budget_s: float = GRAD_BUDGET_S,
+                   check=None) -> GradientGate:
+    """Relative gradient error of a small instance of one trial of every structural class
+    (:func:`structural_class`) of the sweep, in trial order, until ``max_classes`` classes are checked or
+    ``budget_s`` seconds have passed; the note names what was left unchecked. ``check`` (config -> relative
+    difference) defaults to ``pipeline.gradcheck.check_config``.
 
     Raises
     ------
     SweepRefused
-        When any relative difference exceeds ``GRAD_TOL``.
+        When any relative difference exceeds ``GRAD_TOL``, or the check cannot run on a config.
     """
-    try:
-        from pipeline.gradcheck import check_config
-    except ImportError:  # engine without a gradient checker: say so instead of silently passing
-        print("warning: pipeline.gradcheck is not available; gradient check skipped", flush=True)
-        return {}
-    seen: dict[str, float] = {}
+    if check is None:
+        try:
+            from pipeline.gradcheck import check_config as check
+        except ImportError:  # engine without a gradient checker: say so instead of silently passing
+            print("warning: pipeline.gradcheck is not available; gradient check skipped", flush=True)
+            return GradientGate({}, [], "gradient check skipped: pipeline.gradcheck is not available")
+    classes: dict[str, ex.Trial] = {}
     for t in trials:
-        if t.config_key in seen or len(seen) >= limit:
+        classes.setdefault(structural_class(t.config), t)
+    checked: dict[str, float] = {}
+    unchecked: list[ex.Trial] = []
+    start = time.perf_counter()
+    for t in classes.values():
+        if len(checked) >= max_classes or time.perf_counter() - start > budget_s:
+            unchecked.append(t)
             continue
-        rel = float(check_config(t.config))
-        seen[t.config_key] = rel
+        try:
+            rel = float(check(t.config))
+        except (ValueError, TypeError) as err:
+            raise SweepRefused(f"gradient check of trial {t.index} ({t.axes}) could not run: {err}") from None
+        checked[t.config_key] = rel
         if not rel <= GRAD_TOL:
             raise SweepRefused(
                 f"gradient check failed for trial {t.index} ({t.axes}): relative difference {rel:.3g} > "
                 f"{GRAD_TOL:g}; the model's backward pass disagrees with finite differences, fix it before sweeping"
             )
-    return seen
+    note = f"gradient checked: {len(checked)} of {len(classes)} structural classes"
+    if unchecked:
+        examples = "; ".join(f"trial {t.index} ({t.axes})" for t in unchecked[:3])
+        note += (f" (cap {max_classes} classes or {budget_s:g} s reached); not checked: {len(unchecked)} classes, "
+                 f"e.g. {examples}")
+        print(f"warning: {note}", flush=True)
+    return GradientGate(checked, unchecked, note)
 
 
 def compile_signature(config: dict[str, Any]) -> str:
@@ -202,8 +268,7 @@ def prepare(
     store = Path(store_dir).resolve()
     uri = tracking_uri or tracking.default_tracking_uri(store)
     tracking.check_reachable(uri)  # seconds, not MLflow's ~4 minutes of client retries
-    if check_gradient:
-        gradient_check(trials)
+    gate = gradient_check(trials) if check_gradient else None
     store.mkdir(parents=True, exist_ok=True)
     key = sweep_key(spec, trials[0].data_digest)
     try:  # before the parent is reopened and RUNNING children are reconciled: those may be another run's
@@ -219,7 +284,8 @@ def prepare(
         local = uri.startswith("sqlite") or uri.startswith("file")
         ctx = tracking.open_sweep(uri, spec.experiment or spec.name, spec.name, key, params,
                                   artifact_root=store / "artifacts" if local else None)
-        tracking.tag_run(ctx, ctx.parent_run_id, version.source_tags())
+        tracking.tag_run(ctx, ctx.parent_run_id, {**version.source_tags(),
+                                                  **({"sweepnet.gradient_check": gate.note} if gate else {})})
         tracking.reconcile_stale(ctx)
         trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
         trial_secs = warm_and_probe(trials, train_fn)

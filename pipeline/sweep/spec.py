@@ -4,7 +4,8 @@ A sweep file is YAML::
 
     name: xor-init-census
     base: ../configs/xor.yaml          # path relative to this file, or an inline config mapping
-    objective: {metric: train_MSE, direction: minimize}   # a key of TrainResult.metrics
+    objective: {metric: train_MSE, direction: minimize}   # a key of TrainResult.metrics; valid_* needs
+                                       # data.valid_fraction > 0; test_* is refused unless select_on_test: true
     strategy: {kind: Cartesian}        # or {kind: RandomDiscrete, max_models: 20, seed: 7}
     seeds: 20                          # or an explicit list [0, 1, 5]; the initialisation axis
     space:
@@ -156,6 +157,8 @@ class SweepSpec(BaseModel):
     chunk_seconds: float = Field(default=20.0, gt=0)
     census: Census = Census()
     experiment: str | None = None
+    #: rank by a ``test_*`` metric knowingly (model selection on the test set); the summary then says so
+    select_on_test: bool = False
 
     @field_validator("space", mode="before")
     @classmethod
@@ -201,6 +204,13 @@ class SweepSpec(BaseModel):
             raise ValueError(
                 f"space fields {dists} are random distributions but strategy.kind is Cartesian; "
                 "use lists for a grid or set strategy: {kind: RandomDiscrete, max_models: N}"
+            )
+        metric = self.objective.metric
+        if metric.startswith("test_") and not self.select_on_test:
+            raise ValueError(
+                f"objective.metric = {metric!r} ranks the trials and tags the best model by the test set (model "
+                f"selection on test data); rank by a validation metric (objective.metric: 'valid_{metric[5:]}' "
+                "with data.valid_fraction > 0 in the base config), or set select_on_test: true to do it knowingly"
             )
         if self.halving is not None and "model.epochs" in self.space:
             raise ValueError(

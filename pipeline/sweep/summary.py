@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -155,6 +157,35 @@ def markdown(header: Sequence[str], body: Sequence[Sequence], limit: int | None 
     return "\n".join(lines) + "\n"
 
 
+def failure_note(rows: Sequence[dict], metric: str) -> str:
+    """Why no trial produced the objective: counts by status and the commonest error with its count
+    ('' when some trial has a finite objective, or there are no rows)."""
+    if not rows or any(r["status"] in OK and math.isfinite(r["objective"]) for r in rows):
+        return ""
+    n = len(rows)
+    how = ", ".join(f"{k} of {n} trials {s}" for s, k in Counter(r["status"] for r in rows).most_common())
+    # the first line: a worker's error carries its traceback after it
+    errors = [(r.get("error") or f"{r['status']} without a finite {metric}").strip().splitlines()[0] for r in rows]
+    kinds = Counter(_error_kind(e) for e in errors)
+    kind, count = kinds.most_common(1)[0]
+    example = next(e for e in errors if _error_kind(e) == kind)
+    return f"no trial produced {metric}: {how}; commonest error ({count} of {n}): {example[:300]}"
+
+
+def selection_note(spec: SweepSpec) -> str:
+    """What the summary says when the spec ranks by a test metric (``select_on_test: true``); '' otherwise."""
+    metric = spec.objective.metric
+    if not (spec.select_on_test and metric.startswith("test_")):
+        return ""
+    return (f"selected on the test set (select_on_test: true): the best model's {metric} is an optimistic "
+            f"estimate of its {metric[5:]} on new data")
+
+
+def _error_kind(error: str) -> str:
+    """An error without its numbers (epochs, losses), so 'diverged at epoch 3' and 'at epoch 5' count together."""
+    return re.sub(r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?", "#", error)
+
+
 def write_csv(path: Path, header: Sequence[str], body: Sequence[Sequence]) -> Path:
     """Write a CSV file with a header line."""
     with open(path, "w", newline="") as fh:
@@ -171,14 +202,16 @@ def write_summary(folder: Path, rows: Sequence[dict], spec: SweepSpec, axes: Seq
     -------
     dict
         ``metrics`` for the parent (counts, best objective), ``best`` (the best row or None),
-        ``leaderboard_md`` and ``census_md`` (Markdown text).
+        ``leaderboard_md`` and ``census_md`` (Markdown text), ``failure_note`` (:func:`failure_note`:
+        '' unless no trial produced the objective), ``selection_note`` (:func:`selection_note`).
     """
     from pipeline import plots
 
     folder.mkdir(parents=True, exist_ok=True)
     header, body = leaderboard_table(rows, spec, axes)
     write_csv(folder / "leaderboard.csv", header, body)
-    board_md = markdown(header, body, limit=200)
+    note, selection = failure_note(rows, spec.objective.metric), selection_note(spec)
+    board_md = "".join(f"**{n}**\n\n" for n in (selection, note) if n) + markdown(header, body, limit=200)
     (folder / "leaderboard.md").write_text(board_md)
     groups = census_groups(rows, spec)
     c_header, c_body = census_table(groups, spec)
@@ -200,4 +233,5 @@ def write_summary(folder: Path, rows: Sequence[dict], spec: SweepSpec, axes: Seq
         "trials_skipped": sum(r["status"] == "skipped" for r in rows),
         f"best_{spec.objective.metric}": best["objective"] if best else math.nan,
     }
-    return {"metrics": metrics, "best": best, "leaderboard_md": board_md, "census_md": census_md, "groups": groups}
+    return {"metrics": metrics, "best": best, "leaderboard_md": board_md, "census_md": census_md, "groups": groups,
+            "failure_note": note, "selection_note": selection}

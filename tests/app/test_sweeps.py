@@ -34,6 +34,44 @@ def test_print_summary_shows_the_leaderboard_head_and_the_counts(tmp_path, capsy
     assert "| 2 |" not in capsys.readouterr().out  # --top 1 prints one row
 
 
+def test_only_a_refusal_before_fan_out_is_reported_as_refused(monkeypatch, tmp_path, capsys):
+    # the flow itself is exercised end to end in tests/flows; here only how run_one names what it raised
+    import flows
+    from app.sweeps import EXIT_ERROR, EXIT_REFUSED, run_one
+    from pipeline.sweep.driver import SweepRefused
+
+    def raising(err):
+        def run_sweep(*args, **kwargs):
+            raise err
+        return run_sweep
+
+    monkeypatch.setattr(flows, "run_sweep", raising(SweepRefused("model.rate = -1 must be > 0")))
+    assert run_one("s.yaml", tmp_path) == (EXIT_REFUSED, None)
+    assert "sweep refused: model.rate = -1 must be > 0" in capsys.readouterr().err
+    # a ValueError after fan-out (e.g. while summarising) is a failure of the sweep, not a refusal
+    monkeypatch.setattr(flows, "run_sweep", raising(ValueError("Data cannot be log-scaled")))
+    assert run_one("s.yaml", tmp_path) == (EXIT_ERROR, None)
+    err = capsys.readouterr().err
+    assert "sweep failed: ValueError: Data cannot be log-scaled" in err and "refused" not in err
+
+
+def test_a_sweep_with_no_finished_trial_exits_3_and_prints_why(monkeypatch, tmp_path, capsys):
+    import flows
+    from app.sweeps import EXIT_TRIALS_FAILED, print_summary, run_one
+
+    note = "no trial produced train_MSE: 4 of 4 trials skipped; commonest error (4 of 4): max_runtime_secs"
+    result = {"summary_dir": str(tmp_path), "trials": 4, "trials_finished": 0, "trials_failed": 0,
+              "trials_skipped": 4, "trials_missing": 0, "failure_note": note}
+    monkeypatch.setattr(flows, "run_sweep", lambda *a, **k: result)
+    assert run_one("s.yaml", tmp_path) == (EXIT_TRIALS_FAILED, result)  # all skipped: no result, exit 3
+    (tmp_path / "leaderboard.csv").write_text("rank,model.hidden,rung,train_MSE,status,run_id,key\n"
+                                              "1,[2],0,nan,skipped,,k1\n")
+    print_summary(result, top=3)
+    assert note in capsys.readouterr().out
+    print_summary({**result, "selection_note": "selected on the test set (select_on_test: true): ..."}, top=3)
+    assert "selected on the test set (select_on_test: true)" in capsys.readouterr().out
+
+
 def test_deploy_without_a_prefect_server_says_how_to_start_one(monkeypatch, capsys):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert sweepnet(["deploy", "examples/sweeps/xor_census.yaml", "--cron", "0 3 * * *"]) == 1

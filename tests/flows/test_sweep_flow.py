@@ -84,6 +84,50 @@ def test_cli_sweep_on_embedded_defaults(tmp_path):
                 if str(store) in " ".join(p.info["cmdline"] or []) and "prefect" in " ".join(p.info["cmdline"] or [])]
 
 
+def test_cli_sweep_where_every_trial_fails_finishes_the_parent_and_exits_3(tmp_path):
+    # issue 13: every trial diverges; the summary used to crash ("sweep refused: Data cannot be log-scaled")
+    base = {"name": "xor", "data": {"source": "xor"},
+            "model": {"activation": "Rectifier", "hidden": [8], "epochs": 200, "optimizer": "sgd",
+                      "rate": 1.0e6, "momentum_start": 0.9, "distribution": "gaussian"}}
+    spec = write_spec(tmp_path, "all-failed", base=base, space={"model.hidden": [[8], [9]]})
+    store = tmp_path / "store"
+    proc = subprocess.run([sys.executable, "-m", "app", "sweep", str(spec), "--store", str(store),
+                           "--workers", "2"], cwd=tmp_path, env=env_without_services(),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "refused" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "4 trials: 0 finished, 4 failed" in proc.stdout
+    assert ("no trial produced train_MSE: 4 of 4 trials failed; commonest error (4 of 4): "
+            "TrainingDivergedError: training diverged at epoch") in proc.stdout
+    ctx = sqlite_ctx(store, "all-failed")
+    parent = tracking.client(ctx.tracking_uri).get_run(ctx.parent_run_id)
+    assert parent.info.status == "FAILED" and parent.data.metrics["trials_finished"] == 0
+    assert parent.data.tags["sweepnet.failure_note"].startswith("no trial produced train_MSE")
+    assert {"leaderboard.csv", "leaderboard.md", "census.csv", "census.png"} <= {
+        a.path for a in tracking.client(ctx.tracking_uri).list_artifacts(ctx.parent_run_id)}
+    board = list(csv.DictReader(open(store / "summaries" / "all-failed" / "leaderboard.csv")))
+    assert [r["status"] for r in board] == ["failed"] * 4
+
+
+def test_a_summary_that_cannot_be_written_fails_the_sweep_closes_the_parent_and_frees_the_lease(tmp_path):
+    spec = write_spec(tmp_path, "no-summary", seeds=[1], space={"model.hidden": [[2]]})
+    store = tmp_path / "store"
+    (store / "summaries").mkdir(parents=True)
+    (store / "summaries" / "no-summary").write_text("a file where the summary folder goes")
+    cmd = [sys.executable, "-m", "app", "sweep", str(spec), "--store", str(store), "--workers", "1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env_without_services(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep failed after fan-out: not "refused", not 2
+    assert "sweep failed: FileExistsError" in proc.stderr and "sweep refused" not in proc.stderr
+    ctx = sqlite_ctx(store, "no-summary")
+    assert tracking.client(ctx.tracking_uri).get_run(ctx.parent_run_id).info.status == "FAILED"
+    (store / "summaries" / "no-summary").unlink()
+    again = subprocess.run(cmd, cwd=tmp_path, env=env_without_services(), capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]  # the lease was released; the finished trial is reused
+    assert "1 trials: 1 finished" in again.stdout
+
+
 @pytest.mark.services
 def test_flow_against_real_separate_services(tmp_path, local_services):
     spec = write_spec(tmp_path, "remote", space={"model.hidden": [[2], [3]]})

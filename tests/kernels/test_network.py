@@ -185,3 +185,44 @@ def test_forward_in_chunks_with_a_remainder_equals_one_chunk():
     X = rng.standard_normal((11, 3))
     np.testing.assert_array_equal(forward(params, layout, X, batch_size=4), forward(params, layout, X))
     assert forward(params, layout, X[:0]).shape == (0, 2)
+
+
+# issue 13: the kernel API refuses what the model refuses, instead of computing something else
+@pytest.mark.parametrize("output", ["linear", "tanh", "rectifier"])
+def test_cross_entropy_needs_a_sigmoid_or_softmax_output(output):
+    layout, n = make_layout((3, 4, 2), ("tanh", output))
+    params, X, Y = np.zeros(n), np.zeros((5, 3)), np.zeros((5, 2))
+    message = rf"loss='cross_entropy' needs a sigmoid or softmax output layer, got output activation '{output}'; " \
+              r"use loss='quadratic' \(or 'absolute', 'huber'\) or a sigmoid/softmax output"
+    with pytest.raises(ValueError, match=message):
+        loss_and_grad(params, layout, X, Y, "cross_entropy")
+    with pytest.raises(ValueError, match=message):
+        train_epochs(params, layout, X, Y, np.zeros((2, n)), np.zeros(2), epoch0=0, n_epochs=1, batch_size=2,
+                     loss="cross_entropy", optimizer="sgd", hp=hyper_vector(rate=0.1), drop=None, seed=0)
+
+
+@pytest.mark.parametrize("hidden", [("tanh",), ("rectifier",), ("sigmoid", "tanh"), ()])
+def test_kl_sparsity_needs_sigmoid_hidden_units(hidden):
+    sizes = (3, *([4] * len(hidden)), 3)
+    layout, n = make_layout(sizes, (*hidden, "sigmoid"))
+    params, X = np.zeros(n), np.zeros((5, 3))
+    hp = hyper_vector(sparsity_beta=0.5, sparsity_rho=0.1, rate=0.1)
+    message = r"hp\[SPARSITY_BETA\]=0.5 needs sigmoid hidden layers \(KL\(rho\|\|rho_hat\) of mean activations " \
+              rf"in \(0, 1\)\), got hidden activations \[{', '.join(repr(a) for a in hidden)}\]; " \
+              r"use sigmoid hidden layers or sparsity_beta=0"
+    with pytest.raises(ValueError, match=message):
+        loss_and_grad(params, layout, X, X, "quadratic", hp)
+    with pytest.raises(ValueError, match=message):
+        train_epochs(params, layout, X, X, np.zeros((2, n)), np.zeros(2), epoch0=0, n_epochs=1, batch_size=1,
+                     loss="quadratic", optimizer="sgd", hp=hp, drop=None, seed=0)
+
+
+def test_what_the_model_uses_is_still_accepted():
+    for output in ("sigmoid", "softmax"):
+        layout, n = make_layout((3, 4, 2), ("tanh", output))
+        J, _ = loss_and_grad(np.zeros(n), layout, np.zeros((5, 3)), np.full((5, 2), 0.5), "cross_entropy")
+        assert np.isfinite(J)
+    layout, n = make_layout((3, 4, 3), ("sigmoid", "linear"))  # a sparse autoencoder with a linear output
+    J, _ = loss_and_grad(np.zeros(n), layout, np.zeros((5, 3)), np.zeros((5, 3)), "quadratic",
+                         hyper_vector(sparsity_beta=0.5, sparsity_rho=0.1))
+    assert J > 0  # KL(0.1 || 0.5) of every hidden unit

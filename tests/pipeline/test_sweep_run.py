@@ -66,11 +66,52 @@ def test_sweep_logs_children_fails_diverging_trials_and_summarises(store, tmp_pa
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweepnet.best_run_id"] == res["best"]["run_id"]
     assert parent.data.metrics["trials_failed"] == 4
+    assert parent.data.tags["sweepnet.failure_note"] == ""  # cleared, should an earlier run have set it
     board = list(csv.DictReader(open(tmp_path / "leaderboard.csv")))
     values = [float(r["train_MSE"]) for r in board[:4]]
     assert values == sorted(values) and board[-1]["status"] == "failed"
     assert {p.name for p in tmp_path.glob("*.png")} == {"axis_model.hidden.png", "axis_model.rate.png",
                                                         "census.png"}
+
+
+# issue 13: every trial diverges (rate 1e6 with momentum)
+ALL_DIVERGE = {"name": "xor", "data": {"source": "xor"},
+               "model": {"activation": "Rectifier", "hidden": [8], "epochs": 200, "optimizer": "sgd",
+                         "rate": 1.0e6, "momentum_start": 0.9, "distribution": "gaussian"}}
+
+
+def test_a_sweep_where_every_trial_fails_fails_its_parent_and_says_why(store, tmp_path):
+    raw = {"name": "s-all-failed", "base": ALL_DIVERGE, "seeds": [1, 2], "chunk_size": 2,
+           "objective": {"metric": "train_MSE"}, "space": {"model.hidden": [[8], [9]]}}
+    plan = driver.prepare(raw, store, n_workers=2)
+    _, res = run(plan, out=tmp_path)
+    assert (res["trials"], res["trials_finished"], res["trials_failed"]) == (4, 0, 4) and res["best"] is None
+    assert res["failure_note"].startswith("no trial produced train_MSE: 4 of 4 trials failed; "
+                                          "commonest error (4 of 4): TrainingDivergedError: training diverged at epoch")
+    parent = tracking.client(plan.ctx.tracking_uri).get_run(plan.ctx.parent_run_id)
+    assert parent.info.status == "FAILED"  # no result to select: the sweep failed, its tables are still there
+    assert parent.data.tags["sweepnet.failure_note"] == res["failure_note"]
+    assert parent.data.metrics["trials_finished"] == 0 and "sweepnet.best_run_id" not in parent.data.tags
+    # hidden [8] and [9] are both checked as [4] units: one structural class
+    assert parent.data.tags["sweepnet.gradient_check"] == "gradient checked: 1 of 1 structural classes"
+    arts = {a.path for a in tracking.client(plan.ctx.tracking_uri).list_artifacts(plan.ctx.parent_run_id)}
+    assert {"leaderboard.csv", "census.csv", "census.png"} <= arts
+    assert driver.prepare(raw, store, n_workers=2).ctx.parent_run_id  # the lease was released
+
+
+def test_a_sweep_selecting_on_the_test_set_says_so_on_the_parent(store, tmp_path):
+    base = {**XOR, "data": {"source": "digits", "train_rows": 1347},
+            "model": {**XOR["model"], "hidden": [4], "epochs": 2, "distribution": "AUTO"}}
+    raw = {"name": "s-on-test", "base": base, "seeds": [1], "objective": {"metric": "test_accuracy",
+                                                                          "direction": "maximize"}}
+    with pytest.raises(driver.SweepRefused, match="select_on_test: true to do it knowingly"):
+        driver.prepare(raw, store, n_workers=1)
+    plan = driver.prepare({**raw, "select_on_test": True}, store, n_workers=1)
+    _, res = run(plan, out=tmp_path)
+    assert res["trials_finished"] == 1
+    assert res["selection_note"].startswith("selected on the test set (select_on_test: true)")
+    parent = tracking.client(plan.ctx.tracking_uri).get_run(plan.ctx.parent_run_id)
+    assert parent.data.tags["sweepnet.selection_note"] == res["selection_note"]
 
 
 def test_resume_runs_only_missing_keys_and_never_duplicates(store):

@@ -118,3 +118,55 @@ def test_chunks_carry_seconds_of_work_and_balance_workers():
     assert [len(c) for c in ex.chunk(trials * 3, 6, n_workers=2)] == [5, 5, 4, 4]  # 18 trials: 4 tasks, not 3
     assert [t.key for c in ex.chunk(trials * 3, 5, n_workers=2) for t in c] == [t.key for t in trials * 3]
     assert ex.chunk([], 3, n_workers=2) == []
+
+
+# issue 13: model selection on a validation split, never silently on the test set
+@pytest.mark.parametrize("name", ["xor_census", "digits_grid", "xor_random"])
+def test_no_example_selects_on_the_test_set(name):
+    from pipeline.sweep import driver
+
+    s, trials = driver.validate(EXAMPLES / f"{name}.yaml")
+    assert not s.objective.metric.startswith("test_") and not s.select_on_test
+    if s.objective.metric.startswith("valid_"):
+        assert all(t.config["data"]["valid_fraction"] > 0 for t in trials)
+
+
+def test_digits_grid_ranks_by_validation_accuracy():
+    s = load_sweep(EXAMPLES / "digits_grid.yaml")
+    assert (s.objective.metric, s.objective.direction) == ("valid_accuracy", "maximize")
+
+
+@pytest.mark.parametrize("metric", ["test_accuracy", "test_MSE"])
+def test_an_objective_on_the_test_set_is_refused_unless_the_spec_says_so(metric):
+    message = (rf"objective.metric = '{metric}' ranks the trials and tags the best model by the test set "
+               r"\(model selection on test data\); rank by a validation metric \(objective.metric: "
+               rf"'valid_{metric[5:]}' with data.valid_fraction > 0 in the base config\), or set "
+               r"select_on_test: true to do it knowingly")
+    with pytest.raises(ValueError, match=message):
+        spec(objective={"metric": metric})
+    assert spec(objective={"metric": metric}, select_on_test=True).select_on_test
+
+
+def test_a_validation_objective_without_a_validation_split_is_refused_before_fan_out():
+    from pipeline.sweep import driver
+
+    with pytest.raises(driver.SweepRefused, match=r"objective.metric = 'valid_MSE' needs a validation split, but "
+                                                  r"trial 0 has data.valid_fraction = 0; set data.valid_fraction "
+                                                  r"\(e.g. 0.2\) in the base config or in space"):
+        driver.validate({"name": "t", "base": XOR, "objective": {"metric": "valid_MSE"}})
+    base = {**XOR, "data": {"source": "digits", "valid_fraction": 0.2}}
+    driver.validate({"name": "t", "base": base, "objective": {"metric": "valid_MSE"}})
+
+
+def test_the_summary_says_when_the_best_model_was_selected_on_the_test_set(tmp_path):
+    from pipeline.sweep import summary
+
+    rows = [{"key": "k", "config_key": "c", "seed": 1, "rung": 0, "status": "finished", "objective": 0.9,
+             "metrics": {"test_accuracy": 0.9}, "run_id": "r", "error": "", "axes": {"model.hidden": [2]}}]
+    knowingly = spec(objective={"metric": "test_accuracy", "direction": "maximize"}, select_on_test=True)
+    result = summary.write_summary(tmp_path, rows, knowingly, ["model.hidden"])
+    note = ("selected on the test set (select_on_test: true): the best model's test_accuracy is an optimistic "
+            "estimate of its accuracy on new data")
+    assert result["selection_note"] == note and note in (tmp_path / "leaderboard.md").read_text()
+    plain = summary.write_summary(tmp_path, rows, spec(objective={"metric": "train_MSE"}), ["model.hidden"])
+    assert plain["selection_note"] == ""
