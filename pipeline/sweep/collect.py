@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import tracking, version
-from pipeline.sweep import summary
+from pipeline.sweep import champion, summary
 from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
@@ -168,11 +168,13 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
     if best and best.get("run_id"):
         tags.update({"sweepnet.best_run_id": best["run_id"], "sweepnet.best_trial_key": best["key"]})
         tracking.tag_run(ctx, best["run_id"], {"sweepnet.best": "true"})
+    champ = champion.publish(plan, best)  # models:/NAME@champion (or why not), before the parent closes
+    tags.update(champ)
     tracking.log_parent(ctx, result["metrics"], tags, out)
     tracking.close_sweep(ctx, failed=False)
     release_lease(plan)
     missing = sum(r["status"] == "missing" for r in rows)
     return {**result["metrics"], "trials_missing": missing, "reused": reused, "reuse_note": plan.reuse_note,
-            "best": best, "summary_dir": str(out),
+            "best": best, "summary_dir": str(out), "champion": champ.get(champion.TAG_CHAMPION),
             "leaderboard_md": result["leaderboard_md"], "census_md": result["census_md"],
             "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id, "parent_run_id": ctx.parent_run_id}
