@@ -24,6 +24,7 @@ problem: missing columns, wrong width, non-numeric or NaN/inf values.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import shutil
@@ -42,15 +43,20 @@ PREDICTION_KIND = {"classification": "class probabilities", "regression": "value
 _REQUIREMENTS = ("mlflow", "numpy", "numba", "scipy", "pandas", "pydantic", "pyyaml", "pyarrow")
 
 
-def pip_requirements() -> list[str]:
-    """Pinned requirements of the loader (given explicitly: MLflow's inference would import and probe)."""
+@functools.lru_cache(maxsize=None)
+def _pinned() -> tuple[str, ...]:
     out = []
     for name in _REQUIREMENTS:
         try:
             out.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             out.append(name)
-    return out
+    return tuple(out)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the loader (given explicitly: MLflow's inference would import and probe)."""
+    return list(_pinned())
 
 
 # ---------------------------------------------------------------------------------------------- describing

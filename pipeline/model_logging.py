@@ -132,14 +132,15 @@ def register_champion(tracking_uri: str, name: str, run_id: str, model_id: str,
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    # the sqlite registry keeps no model_id column: the version carries it as a tag
     version = next((v for v in c.search_model_versions(f"name = '{name}'")
-                    if v.run_id == run_id and (getattr(v, "model_id", None) in (None, model_id))), None)
+                    if v.run_id == run_id and v.tags.get(TAG_MODEL_ID) == model_id), None)
     if version is None:
         # the artifact location, not "models:/m-...": the sqlalchemy registry resolves that through the
         # process's global tracking URI (not this client's), which may be another store
         source = c.get_logged_model(model_id).artifact_location
         version = c.create_model_version(name, source=source, run_id=run_id, model_id=model_id,
-                                         tags={"sweepnet.model_id": model_id})
+                                         tags={TAG_MODEL_ID: model_id})
     c.set_registered_model_alias(name, alias, version.version)
     return version
 
