@@ -11,7 +11,7 @@ import importlib
 import sys
 
 SUBCOMMAND_MODULES = ("app.commands.train", "app.commands.data", "app.commands.show", "app.commands.features",
-                      "app.commands.sweep", "app.commands.services")
+                      "app.commands.sweep", "app.commands.services", "app.commands.predict")
 
 DESCRIPTION = """\
 sweepnet: feed-forward networks on Numba kernels, swept over Dask with Prefect, tracked in MLflow.
