@@ -162,7 +162,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(args.store)}
+    # mlflow starts `uvicorn` through the shell: this environment's bin directory goes first on PATH
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(args.store),
+           "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
     model = args.model
     if is_model_file(model):  # an MLflow model folder for the file, next to it in a temporary directory
         from pipeline import mlflow_model
