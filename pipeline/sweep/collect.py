@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline import tracking, version
+from pipeline import model_logging, tracking, version
 from pipeline.sweep import champion, summary
 from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
@@ -55,7 +55,8 @@ class Collector:
         if self.plan.spec.child_per == "trial":
             for t in lost:
                 tracking.log_failure(self.plan.ctx, t.key, f"{self.plan.spec.name}-{t.index:05d}",
-                                     t.config, trial_tags(t), error)
+                                     t.config, trial_tags(t), error,
+                                     datasets=[model_logging.dataset_input(t.config.get("data"), t.data_digest)])
 
     def rows(self) -> list[dict]:
         """One summary row per trial of the rung: this run's outcome, else what MLflow already holds."""
@@ -143,7 +144,8 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
         if not ok:
             tags[tracking.TAG_ERROR] = f"all {len(outcomes)} seeds failed; first: {outcomes[0].error[:2000]}"
         run_id = tracking.log_child(plan.ctx, key, f"{spec.name} {label}"[:240], config, tags, [], metrics,
-                                    tmp, status=status)
+                                    tmp, status=status,
+                                    datasets=[model_logging.dataset_input(first.config.get("data"), first.data_digest)])
     for o in outcomes:
         o.run_id = run_id
     return run_id

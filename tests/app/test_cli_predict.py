@@ -3,6 +3,8 @@ store), on CSV and Parquet, through the real CLI entry point; clear errors for b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -65,6 +67,21 @@ def test_predict_writes_probabilities_and_labels_for_every_reference(sweep_store
     assert list(got.columns) == ["predict", "-1", "1"]
     assert np.array_equal(got[["-1", "1"]].to_numpy(), proba)  # CSV keeps float64 bits (repr round trip)
     assert got["predict"].astype(int).tolist() == labels.astype(int).tolist()
+
+
+def test_predict_takes_a_model_file_from_sweepnet_train(tmp_path, capsys):
+    model = tmp_path / "xor.npz"
+    xor = Path(__file__).resolve().parents[2] / "examples" / "xor.yaml"
+    assert main(["train", str(xor), "--quiet", "--set", "model.epochs=30", "--out", str(model)]) == 0
+    data = tmp_path / "rows.csv"
+    ROWS.to_csv(data, index=False)
+    out = tmp_path / "pred.csv"
+    capsys.readouterr()
+    assert main(["predict", str(model), str(data), "--out", str(out)]) == 0
+    assert "4 predictions (regression) written to" in capsys.readouterr().out
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["prediction"]
+    assert np.array_equal(got["prediction"].to_numpy(), DeepLearningModel.load(model).predict(ROWS[["x1", "x2"]]))
 
 
 def test_predict_prints_a_table_without_out(sweep_store, tmp_path, capsys):

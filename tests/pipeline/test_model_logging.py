@@ -115,6 +115,9 @@ def test_census_defaults_to_best_and_a_config_census_retrains_its_champion(store
     plan, res = run(sweep("config-census", child_per="config", space={"model.hidden": [[2], [3]]}), store)
     best = res["best"]
     assert res["champion"] == "models:/config-census@champion"
+    for kid in tracking.children(plan.ctx):  # per-configuration children: dataset and source too
+        assert [d.dataset.name for d in kid.inputs.dataset_inputs] == ["xor"]
+        assert kid.data.tags["mlflow.source.name"] == "sweepnet" and version.TAG_VERSION in kid.data.tags
     c = tracking.client(plan.ctx.tracking_uri)
     model_id = c.get_model_version_by_alias("config-census", "champion").tags[model_logging.TAG_MODEL_ID]
     assert c.get_logged_model(model_id).source_run_id == best["run_id"]  # the configuration's child
