@@ -260,7 +260,8 @@ class SweepnetPyfunc:
             try:
                 X = model_input.to_numpy(dtype=np.float64)
             except (TypeError, ValueError) as err:
-                raise _bad(f"input columns must be numbers ({err}); the model's features are {_names(features)}")
+                raise _bad(f"input columns must be numbers ({err}); the model's features are "
+                           f"{_names(features)}") from None
         else:
             try:
                 X = np.asarray(model_input, dtype=np.float64)

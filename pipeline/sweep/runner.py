@@ -162,13 +162,12 @@ def _log_trial(out: TrialOutcome, trial: Trial, ctx, options: ChunkOptions, resu
         out.run_id = tracking.log_failure(ctx, trial.key, name, trial.config, tags, error, datasets=datasets)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        hook = None
         if options.artifacts:
             write_trial_artifacts(Path(tmp), trial, result)
-            if options.log_model == "all":
-                def hook(run_id: str) -> None:
-                    model_logging.log_model(ctx.tracking_uri, ctx.experiment_id, run_id,
-                                            Path(tmp) / "model" / "weights.npz")
+        hook = None
+        if options.artifacts and options.log_model == "all":
+            def hook(run_id: str) -> None:
+                _log_model(ctx, run_id, Path(tmp) / "model" / "weights.npz")
         run_id = tracking.log_child(
             ctx, trial.key, name, trial.config, tags, result.history, out.metrics,
             tmp if options.artifacts else None, curve_keys=curve_keys(result.history, options.objective),
@@ -178,6 +177,15 @@ def _log_trial(out: TrialOutcome, trial: Trial, ctx, options: ChunkOptions, resu
     out.run_id = run_id
     if run_id is None:
         out.status = "cached"
+
+
+def _log_model(ctx, run_id: str, weights: Path) -> None:
+    """The child's MLflow model; a failure is tagged (``sweepnet.model_error``), not a lost trial: the summary
+    logs the best child's model again from its weights if it has none."""
+    try:
+        model_logging.log_model(ctx.tracking_uri, ctx.experiment_id, run_id, weights)
+    except Exception as err:  # noqa: BLE001 - the trial's result stands without its MLflow model
+        tracking.tag_run(ctx, run_id, {"sweepnet.model_error": f"{type(err).__name__}: {err}"[-4000:]})
 
 
 def _num(v: Any) -> bool:

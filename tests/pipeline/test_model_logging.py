@@ -129,3 +129,13 @@ def test_census_defaults_to_best_and_a_config_census_retrains_its_champion(store
     trial = next(t for t in plan.trials if t.key == best["key"])
     again = runner.load_callable(plan.options.train_fn)(trial.config)
     assert np.array_equal(champion.predict(X).to_numpy(), again.model.predict_proba(X.to_numpy()))
+
+
+def test_a_model_that_cannot_be_logged_is_tagged_not_a_lost_trial(store, tmp_path):
+    ctx = tracking.open_sweep(tracking.default_tracking_uri(store), "broken-model", "broken-model", "k-broken", {})
+    run_id = tracking.log_child(ctx, "t1", "t1", {}, {}, [], {"m": 1.0},
+                                before_close=lambda rid: runner._log_model(ctx, rid, tmp_path / "missing.npz"))
+    run = tracking.client(ctx.tracking_uri).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "FileNotFoundError: model file" in run.data.tags["sweepnet.model_error"]
+    assert model_logging.TAG_MODEL_ID not in run.data.tags
