@@ -21,6 +21,7 @@ Start with:
   sweepnet gradcheck examples/xor.yaml    # backprop vs numerical gradient
   sweepnet sweep examples/sweeps/xor_census.yaml   # a real sweep on a local Dask cluster
   sweepnet ui                             # open the MLflow UI on 127.0.0.1
+  sweepnet predict models:/xor-init-census@champion rows.csv   # the sweep's best model on new rows
 """
 
 
