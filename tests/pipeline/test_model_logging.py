@@ -108,6 +108,13 @@ def test_log_model_none_logs_no_model_and_registers_nothing(store):
     assert tracking.client(plan.ctx.tracking_uri).search_registered_models("name = 'no-models'") == []
 
 
+def test_log_model_is_a_logging_option_not_part_of_the_sweep_key():
+    keys = {driver.sweep_key(load_sweep(sweep("k", **over)), "digest") for over in ({}, {"log_model": "none"})}
+    assert len(keys) == 1  # existing sweeps keep their parent run
+    with pytest.raises(ValueError, match="log_model: Input should be 'best', 'all' or 'none'"):
+        load_sweep(sweep("k", log_model="some"))
+
+
 def test_census_defaults_to_best_and_a_config_census_retrains_its_champion(store, tmp_path):
     assert load_sweep(sweep("c", seeds=5)).model_logging == "best"
     assert load_sweep(sweep("c", child_per="config")).model_logging == "best"
