@@ -11,7 +11,7 @@ import importlib
 import sys
 
 SUBCOMMAND_MODULES = ("app.commands.train", "app.commands.data", "app.commands.show", "app.commands.features",
-                      "app.commands.sweep", "app.commands.services")
+                      "app.commands.sweep", "app.commands.services", "app.commands.predict")
 
 DESCRIPTION = """\
 sweepnet: feed-forward networks on Numba kernels, swept over Dask with Prefect, tracked in MLflow.
@@ -21,6 +21,7 @@ Start with:
   sweepnet gradcheck examples/xor.yaml    # backprop vs numerical gradient
   sweepnet sweep examples/sweeps/xor_census.yaml   # a real sweep on a local Dask cluster
   sweepnet ui                             # open the MLflow UI on 127.0.0.1
+  sweepnet predict models:/xor-init-census@champion rows.csv   # the sweep's best model on new rows
 """
 
 

@@ -139,6 +139,9 @@ def print_summary(summary: dict, top: int) -> None:
             print(summary[note])
     if summary.get("reuse_note"):
         print(summary["reuse_note"])
+    if summary.get("champion"):
+        print(f"best model: {summary['champion']} (`sweepnet predict {summary['champion']} ROWS.csv`, "
+              f"`sweepnet serve {summary['champion']}`)")
 
 
 def _table(rows: list[dict], hide: set[str], keep: set[str]) -> str:

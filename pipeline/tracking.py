@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 TAG_SWEEP = "sweepnet.sweep_key"
 TAG_KEY = "sweepnet.trial_key"
@@ -231,12 +231,16 @@ def log_child(
     status: str = "FINISHED",
     curve_keys: Collection[str] | None = None,
     check_first: bool = True,
+    datasets: list | None = None,
+    before_close: Callable[[str], None] | None = None,
 ) -> str | None:
     """Log one finished (or failed) child run; return its id, or ``None`` if the key is already done.
 
     ``check_first=False`` skips the first lookup when the caller has just made it (the second one, before
     FINISHED, always runs). ``curve_keys`` limits the per-epoch metric series to those history keys (``None``: every key);
     SQLite inserts cost ~0.09 ms per metric value, so a 100-event history of 6 keys is ~55 ms a child.
+    ``datasets``: ``mlflow.entities.DatasetInput`` s (one ``log_inputs`` call); ``before_close(run_id)`` runs
+    after the artifacts and before the run is closed (``pipeline.model_logging`` logs the MLflow model there).
 
     The key is looked up right before the child is created and again right before it is closed, so a
     trial re-executed by Dask (its first result lived on a dead worker) never gets a second FINISHED child.
@@ -251,8 +255,12 @@ def log_child(
     try:
         _log_params_and_metrics(c, run_id, params, _metrics(list(history), metrics, int(time.time() * 1000),
                                                             curve_keys))
+        if datasets:
+            c.log_inputs(run_id, datasets=list(datasets))
         if artifacts is not None:
             c.log_artifacts(run_id, str(artifacts))
+        if before_close is not None:
+            before_close(run_id)
     except BaseException:
         c.set_terminated(run_id, status="FAILED")
         raise
@@ -263,12 +271,14 @@ def log_child(
     return run_id
 
 
-def log_failure(ctx: TrackingContext, key: str, run_name: str, params: dict, tags: dict, error: str) -> str:
+def log_failure(ctx: TrackingContext, key: str, run_name: str, params: dict, tags: dict, error: str,
+                datasets: list | None = None) -> str:
     """A FAILED child carrying the error text as a tag and as ``error.txt``."""
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "error.txt").write_text(error)
         run_id = log_child(
-            ctx, key, run_name, params, {**tags, TAG_ERROR: error[-5000:]}, [], {}, tmp, status="FAILED"
+            ctx, key, run_name, params, {**tags, TAG_ERROR: error[-5000:]}, [], {}, tmp, status="FAILED",
+            datasets=datasets,
         )
     return run_id or ""
 

@@ -33,6 +33,8 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
   halving: {rungs: [200, 1000, 4000], keep: 0.34} # optional successive halving over model.epochs
   child_per: trial                      # or config: one MLflow child per configuration with a
                                         #   per-seed table (for censuses of thousands of seeds)
+  log_model: all                        # MLflow model per child: all | best | none (censuses: best);
+                                        #   the best is registered as models:/NAME@champion
   chunk_size: auto                      # trials per Prefect task (auto: ~20 s of work each)
   census: {metric: train_MSE, solved_below: 0.05}   # what "solved" means in the census
 

@@ -86,7 +86,7 @@ def _train(args) -> int:
         print("\npredictions on the training rows (h2o.predict):")
         print(predictions_table(result.model, data.X_train))
     if args.out:
-        path = result.model.save(args.out, extra={"config": result.config, "data_meta": _json_meta(data.meta)})
+        path = result.model.save(args.out, extra=_model_extra(result, data))
         print(f"\nmodel saved to {path}")
         if data.meta.get("image_shape"):
             _write_picture(result.model, path)
@@ -102,9 +102,15 @@ def _write_picture(model, model_path) -> None:
     print(f"feature picture: {picture} (localization score {localization_score(W, shape):.2f})")
 
 
-def _json_meta(meta: dict) -> dict:
-    keep = ("digest", "source", "image_shape", "n_features", "classes", "preprocessing", "class_names")
-    return {k: meta.get(k) for k in keep}
+def _model_extra(result, data) -> dict:
+    """What the model file carries besides the model: config, data meta (feature names, fitted preprocessing)
+    and an input example, so `sweepnet predict`/`serve` and MLflow take rows as the data source holds them."""
+    from pipeline import mlflow_model
+
+    meta = mlflow_model.file_meta(data.meta)
+    example = mlflow_model.input_example(data.X_train, mlflow_model.fitted_steps(meta))
+    return {"config": result.config, "data_meta": meta,
+            "input_example": None if example is None else example.tolist()}
 
 
 def _gradcheck(args) -> int:

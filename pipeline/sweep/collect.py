@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline import tracking, version
-from pipeline.sweep import summary
+from pipeline import model_logging, tracking, version
+from pipeline.sweep import champion, summary
 from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
@@ -55,7 +55,8 @@ class Collector:
         if self.plan.spec.child_per == "trial":
             for t in lost:
                 tracking.log_failure(self.plan.ctx, t.key, f"{self.plan.spec.name}-{t.index:05d}",
-                                     t.config, trial_tags(t), error)
+                                     t.config, trial_tags(t), error,
+                                     datasets=[model_logging.dataset_input(t.config.get("data"), t.data_digest)])
 
     def rows(self) -> list[dict]:
         """One summary row per trial of the rung: this run's outcome, else what MLflow already holds."""
@@ -143,7 +144,8 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
         if not ok:
             tags[tracking.TAG_ERROR] = f"all {len(outcomes)} seeds failed; first: {outcomes[0].error[:2000]}"
         run_id = tracking.log_child(plan.ctx, key, f"{spec.name} {label}"[:240], config, tags, [], metrics,
-                                    tmp, status=status)
+                                    tmp, status=status,
+                                    datasets=[model_logging.dataset_input(first.config.get("data"), first.data_digest)])
     for o in outcomes:
         o.run_id = run_id
     return run_id
@@ -174,12 +176,14 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
     if best and best.get("run_id"):
         tags.update({"sweepnet.best_run_id": best["run_id"], "sweepnet.best_trial_key": best["key"]})
         tracking.tag_run(ctx, best["run_id"], {"sweepnet.best": "true"})
+    champ = champion.publish(plan, best)  # models:/NAME@champion (or why not), before the parent closes
+    tags.update(champ)
     tracking.log_parent(ctx, result["metrics"], tags, out)
     tracking.close_sweep(ctx, failed=bool(result["failure_note"]))
     release_lease(plan)
     missing = sum(r["status"] == "missing" for r in rows)
     return {**result["metrics"], "trials_missing": missing, "reused": reused, "reuse_note": plan.reuse_note,
             "best": best, "failure_note": result["failure_note"], "selection_note": result["selection_note"],
-            "summary_dir": str(out),
+            "summary_dir": str(out), "champion": champ.get(champion.TAG_CHAMPION),
             "leaderboard_md": result["leaderboard_md"], "census_md": result["census_md"],
             "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id, "parent_run_id": ctx.parent_run_id}

@@ -91,7 +91,7 @@ class SweepPlan:
 def sweep_key(spec: SweepSpec, digest: str) -> str:
     """Hash of the spec (with the base config's content) and the dataset digest."""
     # execution options do not change what is computed: a rerun with another chunk size resumes
-    payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds", "select_on_test"})
+    payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds", "select_on_test", "log_model"})
     payload["strategy"].pop("max_runtime_secs", None)
     payload["base"] = base_config_dict(spec)
     text = json.dumps({"spec": payload, "data": digest}, sort_keys=True, default=str)
@@ -292,7 +292,8 @@ def prepare(
         size = _chunk_size(spec, len(trials), trial_secs, n_workers)
         deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
         options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
-                               artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn)
+                               artifacts=spec.child_per == "trial", deadline=deadline, train_fn=train_fn,
+                               log_model=spec.model_logging)
         axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
         return SweepPlan(spec, ctx, trials, axes, options, size, str(store), key, trial_secs=trial_secs,
                          n_workers=max(1, n_workers), reuse_older=reuse_older, reused=reused, older=older,

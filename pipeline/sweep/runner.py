@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import yaml
 
-from pipeline import tracking, version
+from pipeline import mlflow_model, model_logging, tracking, version
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
 from pipeline.sweep.summary import format_value
@@ -49,6 +49,9 @@ class ChunkOptions:
         ``time.time()`` after which no new trial starts (``max_runtime_secs``).
     train_fn : str
         ``"module:function"`` of the trial function; the real one unless a test says otherwise.
+    log_model : {"all", "best", "none"}
+        ``all``: every FINISHED trial child gets an MLflow model (``pipeline.model_logging``); ``best``: only
+        the best, logged at summary time from its weights.
     """
 
     sweep_name: str
@@ -57,6 +60,7 @@ class ChunkOptions:
     artifacts: bool = True
     deadline: float | None = None
     train_fn: str = TRAIN_FN
+    log_model: str = "all"
 
 
 def load_callable(path: str) -> Callable:
@@ -98,7 +102,10 @@ def _with_shared_data(train: Callable) -> Callable:
         if tag not in cache:
             cache.clear()  # chunks are grouped by configuration: keep one dataset in memory
             cache[tag] = load_data(config["data"])
-        return train(config, data=cache[tag])
+        result = train(config, data=cache[tag])
+        if not hasattr(result, "input_rows"):  # the MLflow model's input example comes from these rows
+            result.input_rows = cache[tag].X_train[:3].copy()
+        return result
 
     return call
 
@@ -149,20 +156,36 @@ def _log_trial(out: TrialOutcome, trial: Trial, ctx, options: ChunkOptions, resu
     """The trial's MLflow child: FAILED with the error, or FINISHED with metrics and artifacts."""
     name = run_name(options.sweep_name, trial)
     tags = trial_tags(trial)
+    meta = getattr(result, "data_meta", None) if result is not None else None
+    datasets = [model_logging.dataset_input(trial.config.get("data"), trial.data_digest, meta)]
     if error:
-        out.run_id = tracking.log_failure(ctx, trial.key, name, trial.config, tags, error)
+        out.run_id = tracking.log_failure(ctx, trial.key, name, trial.config, tags, error, datasets=datasets)
         return
     with tempfile.TemporaryDirectory() as tmp:
         if options.artifacts:
             write_trial_artifacts(Path(tmp), trial, result)
+        hook = None
+        if options.artifacts and options.log_model == "all":
+            def hook(run_id: str) -> None:
+                _log_model(ctx, run_id, Path(tmp) / "model" / "weights.npz")
         run_id = tracking.log_child(
             ctx, trial.key, name, trial.config, tags, result.history, out.metrics,
             tmp if options.artifacts else None, curve_keys=curve_keys(result.history, options.objective),
             check_first=False,  # run_chunk looked the key up right before training
+            datasets=datasets, before_close=hook,
         )
     out.run_id = run_id
     if run_id is None:
         out.status = "cached"
+
+
+def _log_model(ctx, run_id: str, weights: Path) -> None:
+    """The child's MLflow model; a failure is tagged (``sweepnet.model_error``), not a lost trial: the summary
+    logs the best child's model again from its weights if it has none."""
+    try:
+        model_logging.log_model(ctx.tracking_uri, ctx.experiment_id, run_id, weights)
+    except Exception as err:  # noqa: BLE001 - the trial's result stands without its MLflow model
+        tracking.tag_run(ctx, run_id, {"sweepnet.model_error": f"{type(err).__name__}: {err}"[-4000:]})
 
 
 def _num(v: Any) -> bool:
@@ -218,8 +241,18 @@ def write_trial_artifacts(folder: Path, trial: Trial, result) -> None:
     plots.learning_curve(result.history, folder / "learning_curve.png", title=f"trial {trial.index}")
     model_dir = folder / "model"
     model_dir.mkdir()
-    result.model.save(model_dir / "weights.npz")
+    result.model.save(model_dir / "weights.npz", extra=model_file_extra(result))
     feature_picture(result, folder / "features.png")
+
+
+def model_file_extra(result) -> dict:
+    """What a trial's weights file carries besides the model: the data meta its MLflow model needs (feature
+    names, fitted preprocessing) and a few training rows as the input example."""
+    meta = mlflow_model.file_meta(getattr(result, "data_meta", None) or {})
+    rows = getattr(result, "input_rows", None)
+    example = mlflow_model.input_example(rows, mlflow_model.fitted_steps(meta))
+    return {"config": getattr(result, "config", None) or {}, "data_meta": meta,
+            "input_example": None if example is None else example.tolist()}
 
 
 def feature_picture(result, path: Path) -> bool:

@@ -17,6 +17,8 @@ A sweep file is YAML::
     halving: {rungs: [20, 60, 200], keep: 0.34}   # optional successive halving over model.epochs
     child_per: trial                   # or config: one MLflow child per configuration + per-seed table
     census: {metric: train_MSE, solved_below: 0.05}   # "solved"; "reaches best" = within best_atol
+    log_model: all                     # MLflow model per child: all | best | none (default: all; best for
+                                       # censuses: child_per: config or CENSUS_SEEDS+ seeds)
 
 h2o.grid semantics: ``Cartesian`` enumerates every combination of the lists; ``RandomDiscrete`` draws
 ``max_models`` distinct configurations (each is then trained once per seed) and stops launching trials
@@ -33,6 +35,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _DIST_KINDS = ("uniform", "loguniform", "choice", "int_range")
+#: A sweep with at least this many seeds per configuration is a census: it logs only the best child's model.
+CENSUS_SEEDS = 5
 
 
 class Distribution(BaseModel):
@@ -159,6 +163,16 @@ class SweepSpec(BaseModel):
     experiment: str | None = None
     #: rank by a ``test_*`` metric knowingly (model selection on the test set); the summary then says so
     select_on_test: bool = False
+    log_model: Literal["best", "all", "none"] | None = None
+
+    @property
+    def model_logging(self) -> str:
+        """``log_model`` or its default: ``best`` for censuses (``child_per: config`` or ``CENSUS_SEEDS``+
+        seeds, where one model per seed is mostly noise), ``all`` otherwise."""
+        if self.log_model is not None:
+            return self.log_model
+        seeds = self.seed_axis
+        return "best" if self.child_per == "config" or (seeds is not None and len(seeds) >= CENSUS_SEEDS) else "all"
 
     @field_validator("space", mode="before")
     @classmethod

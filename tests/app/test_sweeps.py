@@ -32,6 +32,10 @@ def test_print_summary_shows_the_leaderboard_head_and_the_counts(tmp_path, capsy
     assert "2 trials: 2 finished, 0 failed, 0 skipped, 0 missing." in out
     print_summary({"summary_dir": str(tmp_path), "trials": 2, "trials_finished": 2, "trials_failed": 0}, top=1)
     assert "| 2 |" not in capsys.readouterr().out  # --top 1 prints one row
+    print_summary({"summary_dir": str(tmp_path), "trials": 2, "trials_finished": 2, "trials_failed": 0,
+                   "champion": "models:/s@champion"}, top=1)
+    assert "best model: models:/s@champion (`sweepnet predict models:/s@champion ROWS.csv`" in \
+        capsys.readouterr().out
 
 
 def test_only_a_refusal_before_fan_out_is_reported_as_refused(monkeypatch, tmp_path, capsys):
