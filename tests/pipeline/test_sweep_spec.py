@@ -118,3 +118,43 @@ def test_chunks_carry_seconds_of_work_and_balance_workers():
     assert [len(c) for c in ex.chunk(trials * 3, 6, n_workers=2)] == [5, 5, 4, 4]  # 18 trials: 4 tasks, not 3
     assert [t.key for c in ex.chunk(trials * 3, 5, n_workers=2) for t in c] == [t.key for t in trials * 3]
     assert ex.chunk([], 3, n_workers=2) == []
+
+
+def _row(index, config_key, objective, status="finished"):
+    return {"index": index, "config_key": config_key, "objective": objective, "status": status,
+            "metrics": {"valid_accuracy": -objective}}
+
+
+def test_grid_stop_is_h2o_search_criteria_over_configurations_in_draw_order():
+    s = spec(strategy={"kind": "RandomDiscrete", "max_models": 8, "stopping_rounds": 2, "stopping_tolerance": 0.1},
+             seeds=[0, 1])
+    # per configuration (mean over its seeds): 5, 4, 3, 3.5 -> moving averages 4.5, 3.5, 3.25: the last two
+    # (best 3.25) improve on 4.5 by more than 10 % -> go on; a 5th at 3.5 (averages ..., 3.25, 3.5) -> stop
+    rows = [_row(2 * i + s_, f"c{i}", v + (0.5 if s_ else -0.5)) for i, v in enumerate([5, 4, 3, 3.5])
+            for s_ in (0, 1)]
+    assert ex.grid_stop(s, rows) == ""
+    assert ex.grid_stop(s, rows[::-1]) == ""  # completion order does not matter, draw order does
+    assert ex.grid_stop(s, rows[:4]) == ""  # fewer than 2 * stopping_rounds configurations
+    stopped = ex.grid_stop(s, rows + [_row(8, "c4", 3.5), _row(9, "c4", 3.5)])
+    assert stopped.startswith("grid search stopped after 5 configurations (strategy.stopping_rounds=2)")
+    by_accuracy = s.model_copy(update={"strategy": s.strategy.model_copy(update={
+        "stopping_metric": "valid_accuracy"})})  # higher is better: the same values negated give the same answer
+    assert ex.grid_stop(by_accuracy, rows + [_row(8, "c4", 3.5), _row(9, "c4", 3.5)]).startswith("grid search")
+
+
+def test_waves_hold_whole_configurations_in_draw_order():
+    s = spec(strategy={"kind": "RandomDiscrete", "max_models": 5, "stopping_rounds": 2},
+             space={"model.rate": {"loguniform": [1e-3, 1e-1]}}, seeds=[0, 1])
+    trials = ex.expand(s)
+    waves = ex.waves(s, trials)
+    assert [len(w) for w in waves] == [4, 4, 2] and sum(waves, []) == trials
+    assert ex.waves(s.model_copy(update={"strategy": s.strategy.model_copy(update={"stopping_rounds": 0})}),
+                    trials) == [trials]
+
+
+def test_grid_stopping_is_refused_where_h2o_has_none():
+    with pytest.raises(ValueError, match="stopping_rounds = 2 stops a RandomDiscrete search"):
+        spec(strategy={"kind": "Cartesian", "stopping_rounds": 2})
+    with pytest.raises(ValueError, match="stopping_rounds = 2 and halving both"):
+        spec(strategy={"kind": "RandomDiscrete", "max_models": 4, "stopping_rounds": 2},
+             halving={"rungs": [10, 20]}, space={"model.rate": {"loguniform": [1e-3, 1e-1]}})
