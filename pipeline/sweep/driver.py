@@ -90,6 +90,9 @@ def sweep_key(spec: SweepSpec, digest: str) -> str:
     # execution options do not change what is computed: a rerun with another chunk size resumes
     payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds"})
     payload["strategy"].pop("max_runtime_secs", None)
+    if not spec.strategy.stopping_rounds:  # grid early stopping off: its fields change nothing, older keys hold
+        for name in ("stopping_rounds", "stopping_metric", "stopping_tolerance"):
+            payload["strategy"].pop(name, None)
     payload["base"] = base_config_dict(spec)
     text = json.dumps({"spec": payload, "data": digest}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -158,3 +158,15 @@ def test_grid_stopping_is_refused_where_h2o_has_none():
     with pytest.raises(ValueError, match="stopping_rounds = 2 and halving both"):
         spec(strategy={"kind": "RandomDiscrete", "max_models": 4, "stopping_rounds": 2},
              halving={"rungs": [10, 20]}, space={"model.rate": {"loguniform": [1e-3, 1e-1]}})
+
+
+def test_sweep_key_ignores_grid_stopping_fields_while_it_is_off():
+    # a spec written before grid early stopping keeps its sweep key (its parent run is found again on a rerun)
+    from pipeline.sweep import driver
+
+    plain = spec(strategy={"kind": "RandomDiscrete", "max_models": 4}, space={"model.rate": [0.1, 0.2]})
+    tolerant = spec(strategy={"kind": "RandomDiscrete", "max_models": 4, "stopping_tolerance": 0.5},
+                    space={"model.rate": [0.1, 0.2]})
+    stopping = spec(strategy={"kind": "RandomDiscrete", "max_models": 4, "stopping_rounds": 1},
+                    space={"model.rate": [0.1, 0.2]})
+    assert driver.sweep_key(plain, "d") == driver.sweep_key(tolerant, "d") != driver.sweep_key(stopping, "d")
