@@ -86,6 +86,16 @@ def task_runner(address: str | None = None, n_workers: int | None = None) -> Ite
         yield Cluster(DaskTaskRunner(address=cluster.scheduler_address), cluster.scheduler_address, workers)
 
 
+def worker_memory_limit() -> int | None:
+    """The memory limit in bytes of the Dask worker running this code (None outside a worker, or unlimited)."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().memory_manager.memory_limit or 0) or None
+    except (ValueError, AttributeError):  # not on a worker
+        return None
+
+
 def drain(futures: list, chunks: list, collector: collect.Collector, address: str | None,
           worker_timeout: float, poll: float = 2.0) -> None:
     """Wait for chunk futures, feeding outcomes to ``collector``; fail if no worker is alive for

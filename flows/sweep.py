@@ -42,7 +42,7 @@ def _io_error(task_, task_run, state) -> bool:
 @task(name="run-chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3, retry_condition_fn=_io_error)
 def run_chunk(trials: list, ctx: tracking.TrackingContext, options: runner.ChunkOptions) -> list[TrialOutcome]:
     """Train and log one chunk of trials (seconds of work) on a Dask worker."""
-    return runner.run_chunk(trials, ctx, options)
+    return runner.run_chunk(trials, ctx, options, memory_limit=cluster.worker_memory_limit())
 
 
 @task(name="prepare-sweep", cache_policy=NO_CACHE)

@@ -94,6 +94,17 @@ class ModelSpec(BaseModel):
     stopping_metric: Literal["AUTO", "logloss", "MSE", "RMSE", "misclassification", "deviance"] = "AUTO"
     stopping_tolerance: float = Field(0.0, ge=0, description="Relative improvement required to continue.")
     score_interval: int | None = Field(None, ge=1, description="Epochs between scoring; default ~100 points.")
+    overwrite_with_best_model: bool | None = Field(
+        None, description="End with the parameters of the best scoring event by the stopping metric (validation "
+                          "if given, else training); unset = on (h2o) for sgd/adadelta/adam, off for lbfgs.")
+    classification_stop: float | None = Field(
+        None, ge=-1, le=1, description="Stop when the training misclassification at a scoring event is <= this; "
+                                       "-1 = off; unset = h2o's 0 (lbfgs: off).")
+    regression_stop: float | None = Field(
+        None, ge=-1, description="Stop when the training MSE at a scoring event is <= this (regression and "
+                                 "autoencoders); -1 = off; unset = h2o's 1e-6 (lbfgs: off).")
+    max_runtime_secs: float = Field(0.0, ge=0, description="Stop training after this many seconds of wall time "
+                                                           "(the model records why it stopped); 0 = no limit.")
     shuffle_training_data: bool = True
     autoencoder: bool = False
     sparsity_beta: float = Field(0.0, ge=0, description="Weight beta of the KL sparsity penalty (h2o name).")
@@ -107,6 +118,14 @@ class ModelSpec(BaseModel):
     def _hidden_positive(cls, value):
         if value and min(value) < 1:
             raise ValueError(f"hidden={value}: every layer needs >= 1 units, e.g. [200, 200] ([] = no hidden layer)")
+        return value
+
+    @field_validator("classification_stop", "regression_stop")
+    @classmethod
+    def _stop_off_or_non_negative(cls, value, info):
+        if value is not None and value < 0 and value != -1:
+            raise ValueError(f"{info.field_name}={value}: use -1 to turn the stop off or a value >= 0 "
+                             "(h2o's default: 0 for classification_stop, 1e-6 for regression_stop)")
         return value
 
     @field_validator("huber_alpha")
@@ -172,6 +191,15 @@ class ModelSpec(BaseModel):
         if self.resolved_optimizer == "adam":
             return 0.0
         return H2O_RATE_ANNEALING if self.rate_annealing is None else self.rate_annealing
+
+    @property
+    def resolved_stops(self) -> dict:
+        """overwrite_with_best_model, classification_stop and regression_stop with unset fields resolved: h2o's
+        defaults (True, 0, 1e-6) for the stochastic optimisers; off for lbfgs, which is not h2o's."""
+        h2o = self.resolved_optimizer != "lbfgs"
+        defaults = {"overwrite_with_best_model": h2o, "classification_stop": 0.0 if h2o else -1.0,
+                    "regression_stop": 1e-6 if h2o else -1.0}
+        return {k: default if getattr(self, k) is None else getattr(self, k) for k, default in defaults.items()}
 
     @property
     def resolved_optimizer(self) -> str:

@@ -15,6 +15,7 @@ weight: never silent garbage.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,11 +101,18 @@ class FitResult:
         One entry per scoring event: ``epoch``, ``samples``, ``training_objective`` and the scores.
     message : str or None
         scipy's termination message (L-BFGS only).
+    stop_reason : str or None
+        Why training ended before ``epochs`` (:func:`stop_reason`); None when it ran them all.
+    best_epoch : int or None
+        The scoring event whose parameters ``params`` holds when ``overwrite_with_best_model`` restored an
+        earlier one; None when ``params`` are the last ones.
     """
 
     params: np.ndarray
     history: list[dict] = field(default_factory=list)
     message: str | None = None
+    stop_reason: str | None = None
+    best_epoch: int | None = None
 
 
 def stopping_key(spec, task: str, entry: dict) -> tuple[str, bool]:
@@ -124,6 +132,74 @@ def early_stop(spec, task: str, history: list[dict]) -> bool:
         return False
     key, lower_is_better = stopping_key(spec, task, history[-1])
     return should_stop(history, key, spec.stopping_rounds, spec.stopping_tolerance, lower_is_better)
+
+
+def stop_reason(spec, task: str, history: list[dict], deadline: float = math.inf) -> str | None:
+    """Why training ends after the last scoring event of ``history`` (None: go on), checked in h2o's
+    order: ``classification_stop`` (training misclassification) or ``regression_stop`` (training MSE;
+    regression and autoencoders), the ``stopping_rounds`` rule, then the ``max_runtime_secs`` deadline
+    (a ``time.monotonic()`` value)."""
+    entry, stops = history[-1], spec.resolved_stops
+    name, option = ("misclassification", "classification_stop") if task == "classification" else \
+        ("MSE", "regression_stop")
+    value, limit = entry.get(f"training_{name}"), stops[option]
+    if limit >= 0 and value is not None and value <= limit:
+        return f"{option}: training {name} {value:.4g} <= {limit:g} at epoch {entry['epoch']}"
+    if early_stop(spec, task, history):
+        key, _ = stopping_key(spec, task, entry)
+        return (f"stopping_rounds: {key} did not improve by stopping_tolerance={spec.stopping_tolerance:g} over "
+                f"{spec.stopping_rounds} scoring events, at epoch {entry['epoch']}")
+    if time.monotonic() >= deadline:
+        return f"max_runtime_secs: {spec.max_runtime_secs:g} s reached at epoch {entry['epoch']}"
+    return None
+
+
+def keep_best(best, spec, task: str, entry: dict, params):
+    """``overwrite_with_best_model``'s bookkeeping: (signed value, epoch, copy of params) of the better of
+    ``best`` and the scoring event ``entry`` by the stopping metric (validation if scored, else training);
+    a later event wins a tie. ``best`` unchanged when the option is off or the value is missing/non-finite."""
+    if not spec.resolved_stops["overwrite_with_best_model"]:
+        return best
+    key, lower_is_better = stopping_key(spec, task, entry)
+    value = entry.get(key)
+    if value is None or not math.isfinite(value):
+        return best
+    signed = value if lower_is_better else -value
+    if best is None or signed <= best[0]:
+        return signed, entry["epoch"], params.copy()
+    return best
+
+
+def _result(params, history, best, reason, message=None) -> FitResult:
+    """The FitResult, with ``best``'s parameters when they are not the last ones."""
+    if best is not None and history and best[1] != history[-1]["epoch"]:
+        return FitResult(best[2], history, message, reason, best[1])
+    return FitResult(params, history, message, reason)
+
+
+def deadline_of(spec) -> float:
+    """The ``time.monotonic()`` at which ``max_runtime_secs`` ends training (inf when 0)."""
+    return time.monotonic() + spec.max_runtime_secs if spec.max_runtime_secs > 0 else math.inf
+
+
+def _train_block(params, deadline, *, epoch0, n_epochs, **kernel):
+    """Up to ``n_epochs`` epochs of :func:`kernels.network.train_epochs`, returning (epoch losses, epochs
+    finished, diverged). Under a deadline the block runs in growing pieces and ends early once the deadline
+    has passed; the kernel resumes from ``epoch0`` and its state, so the epochs run are bit for bit those of
+    one call."""
+    if not math.isfinite(deadline):
+        epoch_loss, finished = train_epochs(params, epoch0=epoch0, n_epochs=n_epochs, **kernel)
+        return epoch_loss, finished, finished < n_epochs
+    losses, ran, piece = [], 0, 1
+    while ran < n_epochs and (ran == 0 or time.monotonic() < deadline):
+        n, started = min(piece, n_epochs - ran), time.monotonic()
+        epoch_loss, finished = train_epochs(params, epoch0=epoch0 + ran, n_epochs=n, **kernel)
+        losses.append(epoch_loss)
+        ran += finished
+        if finished < n:
+            return np.concatenate(losses), ran, True
+        piece = piece * 2 if time.monotonic() - started < 0.05 else piece
+    return np.concatenate(losses), ran, False
 
 
 def run_stochastic(params, layout, X, Y, spec, *, loss, task, hp, drop, seed, score, progress=None) -> FitResult:
@@ -155,31 +231,33 @@ def run_stochastic(params, layout, X, Y, spec, *, loss, task, hp, drop, seed, sc
     counters = np.zeros(2)
     rho_run = np.zeros(max(sum(spec.hidden), 1))
     history: list[dict] = []
-    done = 0
-    while done < total:
+    done, best, reason, deadline = 0, None, None, deadline_of(spec)
+    while done < total and reason is None:
         block = min(interval, total - done)
-        epoch_loss, finished = train_epochs(
-            params, layout, X, Y, state, counters, epoch0=done, n_epochs=block,
-            batch_size=spec.mini_batch_size, loss=loss, optimizer=spec.resolved_optimizer, hp=hp,
+        epoch_loss, finished, diverged = _train_block(
+            params, deadline, layout=layout, X=X, Y=Y, state=state, counters=counters, epoch0=done,
+            n_epochs=block, batch_size=spec.mini_batch_size, loss=loss, optimizer=spec.resolved_optimizer, hp=hp,
             drop=drop, seed=seed, shuffle=spec.shuffle_training_data, rho_run=rho_run)
-        if finished < block:
+        if diverged:
             raise TrainingDivergedError(done + finished + 1, float(epoch_loss[finished]), DIVERGENCE_HINT)
-        done += block
+        done += finished
         entry = {"epoch": done, "samples": float(counters[0]), "training_objective": float(epoch_loss[-1])}
         entry.update(score(params))
         history.append(entry)
         if progress is not None:
             progress(entry, total)
-        if early_stop(spec, task, history):
-            break
-    return FitResult(params, history)
+        best = keep_best(best, spec, task, entry, params)
+        reason = stop_reason(spec, task, history, deadline)
+    return _result(params, history, best, reason if done < total else None)
 
 
-def run_lbfgs(params, layout, X, Y, spec, *, loss, hp, score, progress=None) -> FitResult:
+def run_lbfgs(params, layout, X, Y, spec, *, loss, hp, score, progress=None, task="regression") -> FitResult:
     """Full-batch L-BFGS (scipy) over the flat vector, in float64 (UFLDL's minFunc).
 
-    Parameters are those of :func:`run_stochastic` (no dropout, seed or stopping rule);
-    ``params`` is not modified. The result's ``message`` is scipy's.
+    Parameters are those of :func:`run_stochastic` (no dropout, seed or stopping_rounds rule);
+    ``params`` is not modified. The result's ``message`` is scipy's. ``classification_stop``,
+    ``regression_stop`` and ``overwrite_with_best_model`` act at scoring events when set (they are off
+    by default here), ``max_runtime_secs`` after any iteration.
     """
     from scipy.optimize import minimize
 
@@ -189,7 +267,7 @@ def run_lbfgs(params, layout, X, Y, spec, *, loss, hp, score, progress=None) -> 
     X64, Y64 = np.ascontiguousarray(X, np.float64), np.ascontiguousarray(Y, np.float64)
     workspace = make_workspace(layout, X64.shape[0], np.float64)
     history: list[dict] = []
-    iteration = [0]
+    iteration, state, deadline = [0], {"best": None, "reason": None}, deadline_of(spec)
 
     def objective(theta):
         value, grad = loss_and_grad(np.ascontiguousarray(theta), layout, X64, Y64, loss, hp, workspace=workspace)
@@ -207,14 +285,18 @@ def run_lbfgs(params, layout, X, Y, spec, *, loss, hp, score, progress=None) -> 
     def callback(intermediate_result):
         iteration[0] += 1
         params[:] = intermediate_result.x  # in the model's dtype, as the scores see it
-        if iteration[0] % interval == 0 or iteration[0] == total:
+        if iteration[0] % interval == 0 or iteration[0] == total or time.monotonic() >= deadline:
             entry = scored(intermediate_result.fun)
             if progress is not None:
                 progress(entry, total)
+            state["best"] = keep_best(state["best"], spec, task, entry, params)
+            state["reason"] = stop_reason(spec, task, history, deadline) if iteration[0] < total else None
+            if state["reason"]:
+                raise StopIteration  # scipy >= 1.11 ends the minimisation and returns the current point
 
     result = minimize(objective, params.astype(np.float64), jac=True, method="L-BFGS-B", callback=callback,
                       options={"maxiter": total, "maxcor": 20})
     params[:] = result.x
     if not history or history[-1]["epoch"] != iteration[0]:
-        scored(result.fun)
-    return FitResult(params, history, str(result.message))
+        state["best"] = keep_best(state["best"], spec, task, scored(result.fun), params)
+    return _result(params, history, state["best"], state["reason"], str(result.message))

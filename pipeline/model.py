@@ -172,6 +172,8 @@ class DeepLearningModel:
         y : ndarray of shape (n_samples,), optional
             Labels or values; ignored (may be None) for autoencoders.
         X_valid, y_valid : optional validation data, scored at every scoring event.
+            After fitting, ``stop_reason_`` says why training ended before ``epochs`` (None: it ran them all)
+            and ``best_epoch_`` which scoring event ``overwrite_with_best_model`` restored (None: the last).
         classes : list, optional
             Declared class labels (e.g. from the dataset); makes ``distribution: AUTO`` a classification.
         progress : callable(entry: dict, total_epochs: int), optional
@@ -192,7 +194,7 @@ class DeepLearningModel:
         with fitting.single_threaded_blas():
             if self.spec.resolved_optimizer == "lbfgs":
                 result = fitting.run_lbfgs(self.params_, self.layout_, Xs, Ys, self.spec, loss=self.loss_, hp=hp,
-                                           score=score, progress=progress)
+                                           score=score, progress=progress, task=self.task_)
                 self.optimizer_message_ = result.message
             else:
                 result = fitting.run_stochastic(
@@ -200,6 +202,7 @@ class DeepLearningModel:
                     drop=np.asarray(self.spec.dropout_ratios), seed=self.stream_seed_, score=score,
                     progress=progress)
         self.params_, self.history_ = result.params, result.history
+        self.stop_reason_, self.best_epoch_ = result.stop_reason, result.best_epoch
         return self
 
     def _scorer(self, X, y, X_valid, y_valid):
@@ -304,7 +307,8 @@ class DeepLearningModel:
         self.extra_ = extra or {}
         header = {"format": "sweepnet-model", "version": FORMAT_VERSION, "spec": self.spec.model_dump(mode="json"),
                   "task": self.task_, "loss": self.loss_, "sizes": self.sizes_, "scaler": self.scaler_,
-                  "encoder": self.encoder_, "history": self.history_, "extra": extra or {}}
+                  "encoder": self.encoder_, "history": self.history_, "extra": extra or {},
+                  "stop_reason": getattr(self, "stop_reason_", None), "best_epoch": getattr(self, "best_epoch_", None)}
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
@@ -322,5 +326,6 @@ class DeepLearningModel:
         model.task_, model.loss_, model.sizes_ = header["task"], header["loss"], header["sizes"]
         model.scaler_, model.encoder_, model.history_ = header["scaler"], header["encoder"], header["history"]
         model.extra_ = header.get("extra", {})
+        model.stop_reason_, model.best_epoch_ = header.get("stop_reason"), header.get("best_epoch")
         model.params_, model.layout_, model.n_params_ = params, layout, params.size
         return model

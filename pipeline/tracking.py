@@ -321,3 +321,27 @@ def read_artifact_text(ctx: TrackingContext, run_id: str, path: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         local = client(ctx.tracking_uri).download_artifacts(run_id, path, tmp)
         return Path(local).read_text()
+
+
+TAG_STARTED = "sweepnet.started."  # + trial key, on the parent while that trial trains
+
+
+def started_trials(ctx: TrackingContext) -> dict[str, dict]:
+    """Trial key -> what :func:`mark_started` recorded, for trials started and never logged: the worker
+    training them died (a chunk Dask re-runs reads this to tell which trial killed its worker)."""
+    import json
+
+    tags = client(ctx.tracking_uri).get_run(ctx.parent_run_id).data.tags
+    return {k[len(TAG_STARTED):]: json.loads(v) for k, v in tags.items() if k.startswith(TAG_STARTED)}
+
+
+def mark_started(ctx: TrackingContext, key: str, note: dict | None) -> None:
+    """Record on the parent that trial ``key`` is training (``note``: attempts, pid, memory seen), or
+    clear the record (``note=None``) once its child is logged."""
+    import json
+
+    c = client(ctx.tracking_uri)
+    if note is None:
+        c.delete_tag(ctx.parent_run_id, TAG_STARTED + key)
+    else:
+        c.set_tag(ctx.parent_run_id, TAG_STARTED + key, json.dumps(note))

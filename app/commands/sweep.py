@@ -24,7 +24,8 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
   objective: {metric: train_MSE, direction: minimize}   # valid_* needs data.valid_fraction > 0;
                                         #   test_* is refused unless select_on_test: true
   strategy: {kind: Cartesian}           # or {kind: RandomDiscrete, max_models: 20, seed: 7,
-                                        #     max_runtime_secs: 600}
+                                        #     max_runtime_secs: 600, stopping_rounds: 3,
+                                        #     stopping_metric: AUTO, stopping_tolerance: 0.001}
   seeds: 20                             # or [1, 2, 3]: the initialisation axis (never overridden)
   space:                                # any dotted field of the training config
     model.hidden: [[2], [3], [4]]       # grid lists ...

@@ -51,8 +51,9 @@ def _dask_workers_ready(address: str, n_workers: int) -> bool:
         return False
 
 
-def _worker_cmd(address: str, host: str, i: int, ddir: Path) -> list[str]:
-    return [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+def _worker_cmd(address: str, host: str, i: int, ddir: Path, memory_limit: str | None = None) -> list[str]:
+    limit = ["--memory-limit", memory_limit] if memory_limit else []
+    return [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", *limit,
             "--nworkers", "1", "--host", host, "--no-dashboard",
             # the worker's /health + /metrics HTTP server binds 0.0.0.0 unless told otherwise
             "--dashboard-address", f"{host}:0", "--name", f"sweepnet-worker-{i}",
@@ -61,8 +62,9 @@ def _worker_cmd(address: str, host: str, i: int, ddir: Path) -> list[str]:
 
 def start_dask(state_dir: Path, *, n_workers: int = 2, host: str = LOOPBACK,
                port: int | None = None, dashboard: bool = True, timeout: float = 120.0,
-               env: dict[str, str] | None = None) -> dict:
-    """Start ``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes.
+               env: dict[str, str] | None = None, memory_limit: str | None = None) -> dict:
+    """Start ``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes
+    (each with ``--memory-limit memory_limit`` when given, e.g. ``"2GiB"``: the nanny restarts a worker past it).
 
     Each worker is its own process (nanny + worker) so that a test can kill one by PID.
     ``env`` is added to their environment (e.g. ``PREFECT_API_URL``, so that Prefect tasks on
@@ -88,7 +90,7 @@ def start_dask(state_dir: Path, *, n_workers: int = 2, host: str = LOOPBACK,
     procs.wait_until(lambda: procs.tcp_open(client_host(host), port), [sched],
                      "the Dask scheduler to listen", timeout)
     workers = [procs.spawn(state_dir, f"dask-worker-{i}", "dask",
-                           _worker_cmd(address, host, i, ddir), _base_env(env), ddir)
+                           _worker_cmd(address, host, i, ddir, memory_limit), _base_env(env), ddir)
                for i in range(n_workers)]
     procs.record_service(state_dir, workers, "dask", {"address": address, "starting": True})
     procs.wait_until(lambda: _dask_workers_ready(address, n_workers), [sched, *workers],

@@ -70,6 +70,8 @@ class SweepPlan:
     older: dict[str, int] = field(default_factory=dict)
     #: set when this run took over the lease of a run that died
     lease_note: str = ""
+    #: later waves of a RandomDiscrete search under strategy.stopping_rounds (``expand.waves``)
+    waiting: list[list[ex.Trial]] = field(default_factory=list)
 
     @property
     def n_rungs(self) -> int:
@@ -93,6 +95,9 @@ def sweep_key(spec: SweepSpec, digest: str) -> str:
     # execution options do not change what is computed: a rerun with another chunk size resumes
     payload = spec.model_dump(mode="json", exclude={"chunk_size", "chunk_seconds", "select_on_test", "log_model"})
     payload["strategy"].pop("max_runtime_secs", None)
+    if not spec.strategy.stopping_rounds:  # grid early stopping off: its fields change nothing, older keys hold
+        for name in ("stopping_rounds", "stopping_metric", "stopping_tolerance"):
+            payload["strategy"].pop(name, None)
     payload["base"] = base_config_dict(spec)
     text = json.dumps({"spec": payload, "data": digest}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -289,6 +294,7 @@ def prepare(
         tracking.reconcile_stale(ctx)
         trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
         trial_secs = warm_and_probe(trials, train_fn)
+        trials, *waiting = ex.waves(spec, trials)
         size = _chunk_size(spec, len(trials), trial_secs, n_workers)
         deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
         options = ChunkOptions(spec.name, spec.objective.metric, spec.child_per,
@@ -297,7 +303,7 @@ def prepare(
         axes = sorted(spec.space) + (["model.epochs"] if spec.halving else [])
         return SweepPlan(spec, ctx, trials, axes, options, size, str(store), key, trial_secs=trial_secs,
                          n_workers=max(1, n_workers), reuse_older=reuse_older, reused=reused, older=older,
-                         lease_note=note)
+                         lease_note=note, waiting=waiting)
     except BaseException:
         lease.release(held)
         raise
@@ -383,7 +389,9 @@ def _group_key(config_key: str, keys: list[str]) -> str:
 
 
 def next_rung(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
-    """The plan of the next successive-halving rung, or ``None`` after the last rung."""
+    """The plan of the next successive-halving rung or search wave, or ``None`` after the last one."""
+    if plan.waiting:
+        return _next_wave(plan, rows)
     if plan.rung + 1 >= plan.n_rungs:
         return None
     objective = {r["key"]: r["objective"] for r in rows if r["status"] in summary.OK}
@@ -398,3 +406,18 @@ def next_rung(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
     return replace(plan, trials=trials, rung=plan.rung + 1, history=plan.history + rows, trial_secs=trial_secs,
                    chunk_size=size, reused={**plan.reused, **reused},
                    older=dict(Counter(plan.older) + Counter(older)))
+
+
+def _next_wave(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
+    """The next wave of configurations, or ``None`` when :func:`expand.grid_stop` ends the search (said on
+    stdout and tagged ``sweepnet.grid_stopped`` on the parent)."""
+    history = plan.history + rows
+    note = ex.grid_stop(plan.spec, history)
+    if note:
+        left = len({t.config_key for wave in plan.waiting for t in wave})
+        print(f"sweep {plan.spec.name!r}: {note}; {left} drawn configurations not launched", flush=True)
+        tracking.tag_run(plan.ctx, plan.ctx.parent_run_id, {"sweepnet.grid_stopped": note})
+        return None
+    trials, *waiting = plan.waiting
+    size = _chunk_size(plan.spec, len(trials), plan.trial_secs, plan.n_workers)
+    return replace(plan, trials=trials, waiting=waiting, history=history, chunk_size=size)

@@ -226,3 +226,44 @@ def chunk(trials: list[Trial], size: int, n_workers: int = 1) -> list[list[Trial
         out.append(trials[start:stop])
         start = stop
     return out
+
+
+def waves(spec: SweepSpec, trials: list[Trial]) -> list[list[Trial]]:
+    """``trials`` in waves of ``strategy.stopping_rounds`` configurations, in draw order (one wave when
+    grid early stopping is off): the fixed points where :func:`grid_stop` decides, so a rerun stops at
+    the same configuration whatever the cluster's timing."""
+    rounds = spec.strategy.stopping_rounds
+    order = list(dict.fromkeys(t.config_key for t in trials))
+    if not rounds or len(order) <= rounds:
+        return [trials]
+    wave_of = {ck: i // rounds for i, ck in enumerate(order)}
+    out: list[list[Trial]] = [[] for _ in range(max(wave_of.values()) + 1)]
+    for t in trials:
+        out[wave_of[t.config_key]].append(t)
+    return out
+
+
+def grid_stop(spec: SweepSpec, rows: list[dict[str, Any]]) -> str:
+    """Why a RandomDiscrete search launches no more configurations ('' to go on): h2o's search_criteria
+    rule (:func:`pipeline.fitting.should_stop`) over each configuration's mean ``strategy.stopping_metric``
+    (AUTO: the objective) across its finished seeds, configurations in draw order (summary ``rows``)."""
+    from pipeline.fitting import should_stop  # lazily: pipeline.fitting loads the kernels
+    from pipeline.metrics import LOWER_IS_BETTER
+
+    strategy = spec.strategy
+    name = strategy.stopping_metric
+    if name == "AUTO":
+        name, lower = spec.objective.metric, spec.objective.direction == "minimize"
+    else:
+        lower = LOWER_IS_BETTER.get(name.split("_", 1)[-1], True)
+    values: dict[str, list[float]] = {}
+    for r in sorted(rows, key=lambda r: r["index"]):
+        value = r["objective"] if strategy.stopping_metric == "AUTO" else r["metrics"].get(name, math.nan)
+        ok = r["status"] in ("finished", "cached") and math.isfinite(value)
+        values.setdefault(r["config_key"], []).extend([value] if ok else [])
+    history = [{"value": float(np.mean(v)) if v else math.nan} for v in values.values()]
+    if not should_stop(history, "value", strategy.stopping_rounds, strategy.stopping_tolerance, lower):
+        return ""
+    return (f"grid search stopped after {len(history)} configurations (strategy.stopping_rounds="
+            f"{strategy.stopping_rounds}): the moving average of {name} over the last {strategy.stopping_rounds} "
+            f"did not improve by stopping_tolerance={strategy.stopping_tolerance:g} on the best before them")

@@ -8,6 +8,7 @@ FINISHED child, so re-executing a chunk (Dask does that after a worker dies) log
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import inspect
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -69,24 +71,93 @@ def load_callable(path: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
+#: A trial whose worker process died this many times while training it is FAILED, not started again.
+MAX_ATTEMPTS = 2
+
+
 def run_chunk(
-    trials: list[Trial], ctx: tracking.TrackingContext | None, options: ChunkOptions
+    trials: list[Trial], ctx: tracking.TrackingContext | None, options: ChunkOptions,
+    memory_limit: int | None = None,
 ) -> list[TrialOutcome]:
     """Run ``trials`` one after another; return one :class:`TrialOutcome` per trial (status
-    ``finished``, ``failed``, ``cached`` or ``skipped``)."""
+    ``finished``, ``failed``, ``cached`` or ``skipped``).
+
+    With a child per trial, each trial is marked on the parent while it trains (with the memory it used
+    once past half of ``memory_limit``, the Dask worker's, in bytes). When Dask re-runs the chunk after its
+    worker died, a trial started :data:`MAX_ATTEMPTS` times without a result is the one that killed it:
+    it becomes a FAILED child ("out of memory" when it was seen near the limit) and its siblings go on."""
     train = _with_shared_data(load_callable(options.train_fn))
     tracked = ctx is not None and options.child_per == "trial"
+    started = tracking.started_trials(ctx) if tracked else {}
     outcomes = []
     for trial in trials:
         # one indexed lookup per trial (~5 ms at any sweep size) rather than every finished key per chunk,
         # which grows with the sweep: a chunk Dask re-runs after its worker died skips what was logged
+        attempts = started.get(trial.key, {}).get("attempts", 0)
         if tracked and tracking.is_finished(ctx, trial.key):
             outcomes.append(_outcome(trial, "cached"))
         elif options.deadline is not None and time.time() > options.deadline:
             outcomes.append(_outcome(trial, "skipped", error="max_runtime_secs reached before start"))
+        elif tracked and attempts >= MAX_ATTEMPTS:
+            outcomes.append(_killed_its_worker(trial, ctx, options, started[trial.key]))
+        elif tracked:
+            with _watch_memory(ctx, trial.key, {"attempts": attempts + 1, "pid": os.getpid()}, memory_limit):
+                outcomes.append(run_trial(trial, ctx, options, train))
         else:
             outcomes.append(run_trial(trial, ctx, options, train))
     return outcomes
+
+
+def _killed_its_worker(trial: Trial, ctx, options: ChunkOptions, note: dict) -> TrialOutcome:
+    """The FAILED outcome (and child) of a trial whose worker died each time it trained."""
+    n, rss, limit = note["attempts"], note.get("rss"), note.get("limit")
+    if rss and limit:
+        error = (f"out of memory: the Dask worker died {n} times while training this trial, last seen using "
+                 f"{rss / 2**20:.0f} MiB of its {limit / 2**20:.0f} MiB memory limit (the nanny restarts a worker "
+                 "past it); lower the trial's memory (hidden, mini_batch_size, data) or raise --memory-limit")
+    else:
+        error = (f"worker died: the Dask worker process died {n} times while training this trial (killed, or "
+                 "out of memory before it could be measured); it is not started again")
+    out = _outcome(trial, "failed", error=error)
+    _log_trial(out, trial, ctx, options, None, error)
+    tracking.mark_started(ctx, trial.key, None)
+    return out
+
+
+@contextlib.contextmanager
+def _watch_memory(ctx, key: str, note: dict, limit: int | None, every: float = 0.1):
+    """Mark ``key`` started; while the body runs, a thread adds the process's resident memory to the mark
+    each time it passes another tenth of ``limit`` beyond half of it (a few writes, only near the limit).
+    The mark is cleared when the body ends, also by an exception: only a dead process leaves it."""
+    tracking.mark_started(ctx, key, note)
+    stop = threading.Event()
+
+    def watch():
+        step, seen = (limit or 0) / 10, (limit or 0) / 2
+        while not stop.wait(every):
+            rss = _resident_bytes()
+            if rss >= seen + step:
+                seen = rss
+                tracking.mark_started(ctx, key, {**note, "rss": rss, "limit": limit})
+
+    thread = threading.Thread(target=watch, daemon=True, name=f"memory-watch-{key}")
+    if limit:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if limit:
+            thread.join()
+        tracking.mark_started(ctx, key, None)
+
+
+def _resident_bytes() -> int:
+    """This process's resident set size (Linux ``/proc/self/statm``; 0 where unavailable)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _with_shared_data(train: Callable) -> Callable:

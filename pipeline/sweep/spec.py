@@ -100,6 +100,12 @@ class Strategy(BaseModel):
     max_models: int | None = Field(default=None, gt=0)
     max_runtime_secs: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0)
+    #: h2o's search_criteria early stopping: configurations run in waves of ``stopping_rounds`` in draw
+    #: order; no new wave starts once the moving average of ``stopping_rounds`` configurations' metric
+    #: has not improved by ``stopping_tolerance`` (relative) on the best before them. 0 = off.
+    stopping_rounds: int = Field(default=0, ge=0)
+    stopping_metric: str = Field(default="AUTO", min_length=1)  # AUTO: the objective; else a metrics key
+    stopping_tolerance: float = Field(default=0.001, ge=0)
 
     @model_validator(mode="after")
     def _random_needs_bound(self) -> Strategy:
@@ -107,6 +113,11 @@ class Strategy(BaseModel):
             raise ValueError(
                 "strategy.kind RandomDiscrete needs strategy.max_models (how many configurations to draw), "
                 "e.g. {kind: RandomDiscrete, max_models: 20}"
+            )
+        if self.stopping_rounds and self.kind != "RandomDiscrete":
+            raise ValueError(
+                f"strategy.stopping_rounds = {self.stopping_rounds} stops a RandomDiscrete search (h2o's "
+                "search_criteria); a Cartesian grid runs every combination: set kind: RandomDiscrete or remove it"
             )
         return self
 
@@ -225,6 +236,11 @@ class SweepSpec(BaseModel):
                 f"objective.metric = {metric!r} ranks the trials and tags the best model by the test set (model "
                 f"selection on test data); rank by a validation metric (objective.metric: 'valid_{metric[5:]}' "
                 "with data.valid_fraction > 0 in the base config), or set select_on_test: true to do it knowingly"
+            )
+        if self.halving is not None and self.strategy.stopping_rounds:
+            raise ValueError(
+                f"strategy.stopping_rounds = {self.strategy.stopping_rounds} and halving both decide which "
+                "configurations train on; keep one of them"
             )
         if self.halving is not None and "model.epochs" in self.space:
             raise ValueError(

@@ -41,3 +41,13 @@ def test_load_config_goes_through_the_same_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"name": "c", "model": {"hidden": [2]}, "data": {"source": "xor"}}))
     assert load_config(path, {"model.epochs": 3}).model.epochs == 3
+
+
+def test_h2o_stops_resolve_to_h2o_defaults_except_under_lbfgs_and_refuse_bad_values():
+    assert ModelSpec().resolved_stops == {"overwrite_with_best_model": True, "classification_stop": 0.0,
+                                          "regression_stop": 1e-6}
+    assert ModelSpec(optimizer="lbfgs").resolved_stops == {"overwrite_with_best_model": False,
+                                                           "classification_stop": -1.0, "regression_stop": -1.0}
+    assert ModelSpec(optimizer="lbfgs", regression_stop=0.5).resolved_stops["regression_stop"] == 0.5
+    with pytest.raises(ValueError, match=r"classification_stop=-0.5: use -1 to turn the stop off"):
+        ModelSpec(classification_stop=-0.5)

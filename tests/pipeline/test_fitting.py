@@ -74,3 +74,48 @@ def test_stopping_key_prefers_validation_and_resolves_auto():
     key, lower = fitting.stopping_key(spec, "classification", {"validation_logloss": 1.0})
     assert key.startswith("validation_") and lower
     assert not fitting.early_stop(ModelSpec(stopping_rounds=0), "regression", [{"training_MSE": 1.0}] * 9)
+
+
+def _run(model, Xs, Ys, hp, score):
+    return fitting.run_stochastic(model.params_, model.layout_, Xs, Ys, model.spec, loss=model.loss_,
+                                  task=model.task_, hp=hp, drop=np.asarray(model.spec.dropout_ratios),
+                                  seed=model.stream_seed_, score=score)
+
+
+@pytest.mark.parametrize("overwrite", [None, True, False])
+def test_overwrite_with_best_model_restores_the_best_scoring_event(overwrite):
+    # a scorer whose training logloss (the AUTO metric for classes) is best at the 2nd of 3 events (epoch 8):
+    # on (h2o's default when unset) the result holds the parameters seen there, off the last ones
+    model, Xs, Ys, hp = _inputs(optimizer="adam", score_interval=4, overwrite_with_best_model=overwrite)
+    values, seen = iter([3.0, 1.0, 2.0]), []
+
+    def score(params):
+        seen.append(params.copy())
+        return {"training_logloss": next(values)}
+
+    result = _run(model, Xs, Ys, hp, score)
+    assert [h["epoch"] for h in result.history] == [4, 8, 12]
+    if overwrite is False:
+        np.testing.assert_array_equal(result.params, seen[-1])
+        assert result.best_epoch is None
+    else:
+        np.testing.assert_array_equal(result.params, seen[1])
+        assert result.best_epoch == 8
+
+
+def test_overwrite_with_best_model_ranks_by_validation_when_scored():
+    model, Xs, Ys, hp = _inputs(optimizer="adam", score_interval=4)
+    scores = iter([{"training_logloss": 3.0, "validation_logloss": 1.0}, {"training_logloss": 2.0,
+                   "validation_logloss": 2.0}, {"training_logloss": 1.0, "validation_logloss": 3.0}])
+    assert _run(model, Xs, Ys, hp, lambda params: next(scores)).best_epoch == 4
+
+
+def test_max_runtime_secs_in_pieces_changes_no_epoch_bit_for_bit():
+    # with a deadline the blocks run in growing pieces; when it never fires the weights are those of one call
+    model, Xs, Ys, hp = _inputs(optimizer="adam", epochs=40, score_interval=20, activation="TanhWithDropout",
+                                input_dropout_ratio=0.2, dtype="float64")
+    plain = _run(model, Xs, Ys, hp, _scores)
+    limited = DeepLearningModel(model.spec, max_runtime_secs=1e6).initialize(X, y, [0.0, 1.0])
+    result = _run(limited, Xs, Ys, hp, _scores)
+    np.testing.assert_array_equal(plain.params, result.params)
+    assert result.stop_reason is None and plain.stop_reason is None

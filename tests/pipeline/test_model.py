@@ -258,3 +258,45 @@ def test_huber_delta_is_the_residual_threshold_and_old_models_load(tmp_path):
     assert loaded.spec.huber_delta == 1.0 and loaded.spec.rate_annealing is None
     assert loaded.spec.stopping_metric == "AUTO"
     np.testing.assert_array_equal(loaded.predict(X_XOR), model.predict(X_XOR))
+
+
+RNG = np.random.default_rng(0)
+X_SEP = RNG.normal(size=(60, 3))
+Y_SEP = np.where(X_SEP[:, 0] - X_SEP[:, 2] > 0, "yes", "no")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_classification_stop_ends_training_at_zero_training_error(optimizer):
+    # h2o's classification_stop = 0 (the default for sgd/adadelta/adam; lbfgs only when set): separable
+    # classes reach 0 training misclassification long before 2,000 epochs / iterations
+    stop = None if optimizer == "adam" else 0.0
+    spec = dict(hidden=[3], epochs=2000, seed=1, optimizer=optimizer, score_interval=5)
+    model = DeepLearningModel(classification_stop=stop, **spec).fit(X_SEP, Y_SEP)
+    assert model.history_[-1]["epoch"] < 2000
+    assert model.history_[-1]["training_misclassification"] == 0
+    assert model.stop_reason_.startswith("classification_stop: training misclassification 0 <= 0")
+    off = DeepLearningModel(classification_stop=-1, **{**spec, "epochs": 300}).fit(X_SEP, Y_SEP)
+    assert off.stop_reason_ is None
+    assert off.history_[-1]["epoch"] == 300 or optimizer == "lbfgs"  # lbfgs may converge on its own
+
+
+def test_regression_stop_ends_xor_at_training_mse_1e_6():
+    # h2o ends XOR at training MSE <= 1e-6 (regression_stop's default); -1 turns it off
+    model = DeepLearningModel(seed=0, **LAB_XOR).fit(X_XOR, Y_XOR)
+    assert model.history_[-1]["training_MSE"] <= 1e-6 < model.history_[-2]["training_MSE"]
+    assert model.history_[-1]["epoch"] < 10000
+    assert model.stop_reason_.startswith("regression_stop: training MSE")
+    off = DeepLearningModel(seed=0, regression_stop=-1, **LAB_XOR).fit(X_XOR, Y_XOR)
+    assert off.history_[-1]["epoch"] == 10000 and off.stop_reason_ is None
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_max_runtime_secs_stops_a_huge_run_and_says_why(optimizer, tmp_path):
+    # fitting noise with 3,100 weights: here L-BFGS needs ~170 iterations (2.4 s) to converge, adam 1e7 epochs
+    X, y = RNG.normal(size=(1000, 30)), RNG.normal(size=1000)
+    model = DeepLearningModel(hidden=[100], epochs=1e7, optimizer=optimizer, max_runtime_secs=0.05,
+                              regression_stop=-1, distribution="gaussian", dtype="float64").fit(X, y)
+    assert model.history_[-1]["epoch"] < 1e7
+    assert model.stop_reason_.startswith("max_runtime_secs: 0.05 s reached at epoch")
+    loaded = DeepLearningModel.load(model.save(tmp_path / "m.npz"))
+    assert loaded.stop_reason_ == model.stop_reason_

@@ -220,3 +220,42 @@ def test_census_mode_reuses_configurations_of_older_code_only_on_request(store, 
     assert driver.pending_chunks(reuse) == [] and reuse.older == {old: 4}
     _, res = run(reuse)
     assert res["trials_finished"] == 4 and res["reused"] == {old: 4}
+
+
+def test_random_search_stops_launching_configurations_when_the_objective_stalls(store, tmp_path):
+    # stopping_tolerance is swept but has no effect (stopping_rounds 0 in the model): all 8 drawn configurations
+    # score the same, so after the 2nd wave of 2 (4 >= 2 * stopping_rounds configurations) the search stops
+    space = {"model.stopping_tolerance": {"uniform": [0.0, 1.0]}}
+    strategy = {"kind": "RandomDiscrete", "max_models": 8, "seed": 3, "stopping_rounds": 2}
+    plan = driver.prepare(sweep("grid-stop", space=space, strategy=strategy), store, n_workers=2)
+    rows = []
+    while plan is not None:
+        chunks = driver.pending_chunks(plan)
+        col = collect.Collector(plan, chunks, every=0)
+        for c in chunks:
+            col.add(runner.run_chunk(c, plan.ctx, plan.options))
+        rows += col.rows()
+        last, plan = plan, driver.next_rung(plan, col.rows())
+    res = collect.finish(last, rows, tmp_path)
+    assert res["trials"] == 8  # 4 configurations x 2 seeds of the 8 drawn
+    assert sorted(r["index"] for r in rows) == list(range(8))
+    parent = tracking.client(last.ctx.tracking_uri).get_run(last.ctx.parent_run_id)
+    assert parent.data.tags["sweepnet.grid_stopped"].startswith("grid search stopped after 4 configurations")
+
+
+def test_a_rerun_chunk_fails_the_trial_its_worker_died_in_twice_and_runs_the_rest(store):
+    # what a dead worker leaves: marks of trials started and never logged (tests/reliability/test_chunk_faults.py
+    # makes them for real with a memory limit); twice -> FAILED "out of memory", once -> trained again
+    plan = driver.prepare(sweep("died-in", space={"model.hidden": [[2]]}, seeds=[1, 2, 3]), store, n_workers=1)
+    first, second, third = plan.trials
+    tracking.mark_started(plan.ctx, first.key, {"attempts": 1, "pid": 1})
+    tracking.mark_started(plan.ctx, second.key, {"attempts": 2, "pid": 2, "rss": 1100 * 2**20,
+                                                 "limit": 1200 * 2**20})
+    outcomes = runner.run_chunk(plan.trials, plan.ctx, plan.options, memory_limit=1200 * 2**20)
+    assert [o.status for o in outcomes] == ["finished", "failed", "finished"]
+    assert outcomes[1].error.startswith("out of memory: the Dask worker died 2 times while training this trial, "
+                                        "last seen using 1100 MiB of its 1200 MiB memory limit")
+    failed = tracking.children(plan.ctx, status="FAILED", key=second.key)
+    assert len(failed) == 1 and failed[0].data.tags[tracking.TAG_ERROR] == outcomes[1].error
+    assert tracking.started_trials(plan.ctx) == {}  # every mark cleared once its trial has a child
+    assert third.key in tracking.finished_keys(plan.ctx)

@@ -170,3 +170,55 @@ def test_the_summary_says_when_the_best_model_was_selected_on_the_test_set(tmp_p
     assert result["selection_note"] == note and note in (tmp_path / "leaderboard.md").read_text()
     plain = summary.write_summary(tmp_path, rows, spec(objective={"metric": "train_MSE"}), ["model.hidden"])
     assert plain["selection_note"] == ""
+
+
+def _row(index, config_key, objective, status="finished"):
+    return {"index": index, "config_key": config_key, "objective": objective, "status": status,
+            "metrics": {"valid_accuracy": -objective}}
+
+
+def test_grid_stop_is_h2o_search_criteria_over_configurations_in_draw_order():
+    s = spec(strategy={"kind": "RandomDiscrete", "max_models": 8, "stopping_rounds": 2, "stopping_tolerance": 0.1},
+             seeds=[0, 1])
+    # per configuration (mean over its seeds): 5, 4, 3, 3.5 -> moving averages 4.5, 3.5, 3.25: the last two
+    # (best 3.25) improve on 4.5 by more than 10 % -> go on; a 5th at 3.5 (averages ..., 3.25, 3.5) -> stop
+    rows = [_row(2 * i + s_, f"c{i}", v + (0.5 if s_ else -0.5)) for i, v in enumerate([5, 4, 3, 3.5])
+            for s_ in (0, 1)]
+    assert ex.grid_stop(s, rows) == ""
+    assert ex.grid_stop(s, rows[::-1]) == ""  # completion order does not matter, draw order does
+    assert ex.grid_stop(s, rows[:4]) == ""  # fewer than 2 * stopping_rounds configurations
+    stopped = ex.grid_stop(s, rows + [_row(8, "c4", 3.5), _row(9, "c4", 3.5)])
+    assert stopped.startswith("grid search stopped after 5 configurations (strategy.stopping_rounds=2)")
+    by_accuracy = s.model_copy(update={"strategy": s.strategy.model_copy(update={
+        "stopping_metric": "valid_accuracy"})})  # higher is better: the same values negated give the same answer
+    assert ex.grid_stop(by_accuracy, rows + [_row(8, "c4", 3.5), _row(9, "c4", 3.5)]).startswith("grid search")
+
+
+def test_waves_hold_whole_configurations_in_draw_order():
+    s = spec(strategy={"kind": "RandomDiscrete", "max_models": 5, "stopping_rounds": 2},
+             space={"model.rate": {"loguniform": [1e-3, 1e-1]}}, seeds=[0, 1])
+    trials = ex.expand(s)
+    waves = ex.waves(s, trials)
+    assert [len(w) for w in waves] == [4, 4, 2] and sum(waves, []) == trials
+    assert ex.waves(s.model_copy(update={"strategy": s.strategy.model_copy(update={"stopping_rounds": 0})}),
+                    trials) == [trials]
+
+
+def test_grid_stopping_is_refused_where_h2o_has_none():
+    with pytest.raises(ValueError, match="stopping_rounds = 2 stops a RandomDiscrete search"):
+        spec(strategy={"kind": "Cartesian", "stopping_rounds": 2})
+    with pytest.raises(ValueError, match="stopping_rounds = 2 and halving both"):
+        spec(strategy={"kind": "RandomDiscrete", "max_models": 4, "stopping_rounds": 2},
+             halving={"rungs": [10, 20]}, space={"model.rate": {"loguniform": [1e-3, 1e-1]}})
+
+
+def test_sweep_key_ignores_grid_stopping_fields_while_it_is_off():
+    # a spec written before grid early stopping keeps its sweep key (its parent run is found again on a rerun)
+    from pipeline.sweep import driver
+
+    plain = spec(strategy={"kind": "RandomDiscrete", "max_models": 4}, space={"model.rate": [0.1, 0.2]})
+    tolerant = spec(strategy={"kind": "RandomDiscrete", "max_models": 4, "stopping_tolerance": 0.5},
+                    space={"model.rate": [0.1, 0.2]})
+    stopping = spec(strategy={"kind": "RandomDiscrete", "max_models": 4, "stopping_rounds": 1},
+                    space={"model.rate": [0.1, 0.2]})
+    assert driver.sweep_key(plain, "d") == driver.sweep_key(tolerant, "d") != driver.sweep_key(stopping, "d")

@@ -39,15 +39,17 @@ def rel_dask(tmp_path_factory, rel_prefect) -> str:
 
 @pytest.fixture
 def own_dask(tmp_path, rel_prefect):
-    """Start a private cluster (``start(n_workers, **env)`` -> (address, state_dir)) that a test may kill."""
+    """Start a private cluster (``start(n_workers, memory_limit, **env)`` -> (address, state_dir)) that a
+    test may kill."""
     from app.services import start_dask, stop_services
 
     started: list[Path] = []
 
-    def start(n_workers: int = 2, **extra: str) -> tuple[str, Path]:
+    def start(n_workers: int = 2, memory_limit: str | None = None, **extra: str) -> tuple[str, Path]:
         state = tmp_path / f"dask-{len(started)}"
         started.append(state)
-        info = start_dask(state, n_workers=n_workers, dashboard=False, env=worker_env(rel_prefect, **extra))
+        info = start_dask(state, n_workers=n_workers, dashboard=False, env=worker_env(rel_prefect, **extra),
+                          memory_limit=memory_limit)
         return info["address"], state
 
     yield start

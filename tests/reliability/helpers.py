@@ -24,10 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "reliability.jsonl"
 RUN_ID = time.strftime("%Y-%m-%dT%H:%M:%S") + f"-{os.getpid()}"
 
-# XOR trials of ~1-2 s of training each (the kernels run ~4 us per epoch), long enough to be killed mid-trial.
+# XOR trials of ~1-2 s of training each (the kernels run ~4 us per epoch), long enough to be killed mid-trial
+# (regression_stop -1: h2o's default would end a solved XOR at training MSE 1e-6, long before 400,000 epochs).
 XOR = {"name": "xor", "data": {"source": "xor"},
        "model": {"activation": "Tanh", "hidden": [2], "epochs": 400000, "distribution": "gaussian",
-                 "standardize": False, "optimizer": "sgd", "rate": 0.05, "rate_annealing": 0.0, "seed": 1}}
+                 "standardize": False, "optimizer": "sgd", "rate": 0.05, "rate_annealing": 0.0, "seed": 1,
+                 "regression_stop": -1}}
 # The spec every disturbed run is compared with (same trial keys in every store): 2 widths x 4 seeds.
 FAULT_SPEC = {"name": "faults", "base": XOR, "seeds": [1, 2, 3, 4], "chunk_size": 1,
               "objective": {"metric": "train_MSE"}, "space": {"model.hidden": [[2], [3]]}}

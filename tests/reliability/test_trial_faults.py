@@ -1,5 +1,6 @@
-"""Bad trials inside a sweep: one that diverges, one that raises, one that exhausts memory. Each must become
-one FAILED child carrying the reason while the rest of the sweep goes on."""
+"""Bad trials inside a sweep: one that diverges, one that raises, one whose allocation numpy refuses. Each must
+become one FAILED child carrying the reason while the rest of the sweep goes on. (A trial that really grows its
+memory until the worker is killed is in test_chunk_faults.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ BAD_TRIALS = {
     # model axis -> (what is injected, the words the FAILED child's error must contain)
     "ok": (OK, None),
     "diverges": ({**OK, "rate": 1.0e6}, "diverged"),
-    "exhausts memory": ({**OK, "hidden": [10**11]}, "MemoryError"),  # 1.5 TiB of weights: numpy refuses
+    "allocation refused": ({**OK, "hidden": [10**11]}, "MemoryError"),  # 1.5 TiB of weights: numpy refuses
     "raises": ({**OK, "seed": FAULT_SEED}, MESSAGE),
     "ok after failures": ({**OK, "seed": 2}, None),
 }
@@ -26,7 +27,7 @@ BAD_TRIALS = {
 
 @pytest.mark.timeout(300)
 def test_bad_trials_become_failed_children_and_the_sweep_goes_on(tmp_path, rel_prefect, rel_dask, request):
-    """Diverging (rate 1e6), raising (injected RuntimeError) and out-of-memory (hidden=[1e11]) trials each
+    """Diverging (rate 1e6), raising (injected RuntimeError) and refused-allocation (hidden=[1e11]) trials each
     give one FAILED child with the reason; the trials around them finish."""
     raw = {"name": "bad-trials", "base": {**h.XOR, "model": OK}, "chunk_size": 1,
            "objective": {"metric": "train_MSE"}, "space": {"model": [m for m, _ in BAD_TRIALS.values()]}}
