@@ -80,6 +80,10 @@ def run_specs(specs: list[str], store: Path, *, dask_address: str | None = None,
               worker_timeout: float = 120.0, check_gradient: bool = True, top: int = 10, verbose: bool = False,
               summary_json: str | None = None, train_fn: str | None = None) -> int:
     """Run each sweep file in turn and print its summary; the exit code is the worst of them."""
+    from pipeline import tracking
+
+    # before the URI becomes a Prefect flow parameter or a LocalCluster inherits it: no user:password@ in it
+    tracking.credentials_to_env()
     store.mkdir(parents=True, exist_ok=True)
     options = dict(dask_address=dask_address, n_workers=n_workers, worker_timeout=worker_timeout,
                    check_gradient=check_gradient)
