@@ -42,7 +42,7 @@ class ProcRecord:
     name : str
         Unique name within the state directory, e.g. ``dask-worker-0``.
     service : str
-        The service group it belongs to: ``dask``, ``mlflow`` or ``prefect``.
+        The service group it belongs to: ``dask``, ``mlflow``, ``prefect`` or ``postgres``.
     pid : int
         Process id, which is also its process-group id.
     create_time : float
@@ -91,10 +91,12 @@ def spawn(
     cmd: Sequence[str],
     env: Mapping[str, str],
     cwd: Path | None = None,
+    run_as: Mapping | None = None,
 ) -> ProcRecord:
     """Start ``cmd`` detached in its own process group, logging to ``logs/<name>.log``.
 
     The PID goes to ``pids/<name>.pid``; the caller records the returned record in the state.
+    ``run_as`` holds ``subprocess`` ``user``/``group``/``extra_groups`` (root starting PostgreSQL).
     """
     state_dir = Path(state_dir)
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -111,6 +113,7 @@ def spawn(
             env=dict(env),
             cwd=str(cwd or state_dir),
             start_new_session=True,
+            **dict(run_as or {}),
         )
     # The Popen object is dropped on purpose: services outlive the `up` command.
     proc.returncode = 0  # silences the "still running" ResourceWarning of Popen.__del__
@@ -164,10 +167,11 @@ def is_alive(rec: ProcRecord) -> bool:
     return _process(rec) is not None
 
 
-def stop(rec: ProcRecord, timeout: float = 10.0) -> bool:
-    """SIGTERM the record's process group, SIGKILL what is left after ``timeout`` seconds.
+def stop(rec: ProcRecord, timeout: float = 10.0, first_signal: int = signal.SIGTERM) -> bool:
+    """SIGTERM (or ``first_signal``) the record's process group, SIGKILL what is left after ``timeout`` seconds.
 
-    Returns True when something was running. Descendants that left the group are signalled
+    Returns True when something was running. PostgreSQL gets SIGINT, its "fast" shutdown: SIGTERM waits for
+    every client to disconnect. Descendants that left the group are signalled
     individually, so nothing the service forked is left behind.
     """
     proc = _process(rec)
@@ -177,7 +181,7 @@ def stop(rec: ProcRecord, timeout: float = 10.0) -> bool:
         family = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         family = [proc]
-    _signal_group(rec.pid, signal.SIGTERM)
+    _signal_group(rec.pid, first_signal)
     _, alive = psutil.wait_procs(family, timeout=timeout, callback=lambda p: _reap(p.pid))
     if alive:
         _signal_group(rec.pid, signal.SIGKILL)
@@ -242,23 +246,29 @@ def wait_until(
         time.sleep(interval)
 
 
+def _request(url: str, body: Mapping | None, auth: tuple[str, str] | None,
+             method: str | None) -> urllib.request.Request:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method or ("GET" if body is None else "POST"))
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    return req
+
+
 def http_status(
     url: str,
     *,
     body: Mapping | None = None,
     auth: tuple[str, str] | None = None,
     timeout: float = 5.0,
+    method: str | None = None,
 ) -> int | None:
     """HTTP status code of a GET (or a JSON POST when ``body`` is given); None if unreachable."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(_request(url, body, auth, method), timeout=timeout) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
@@ -266,10 +276,10 @@ def http_status(
         return None
 
 
-def http_json(url: str, body: Mapping | None = None, timeout: float = 5.0):
+def http_json(url: str, body: Mapping | None = None, timeout: float = 5.0,
+              auth: tuple[str, str] | None = None):
     """GET (or POST ``body``) and decode the JSON answer; raises on HTTP errors."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    req = _request(url, body, auth, None)
     req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read() or b"null")
