@@ -88,7 +88,9 @@ def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = No
     port = port or free_port(LOOPBACK)
     backend = backend_store_uri or f"sqlite:///{mdir / 'mlflow.db'}"
     artifacts = artifacts_destination or str(mdir / "artifacts")
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_BACKEND_STORE_URI": backend}
+    uri = f"http://{client_host(host)}:{port}"
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_BACKEND_STORE_URI": backend,
+           "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": uri}  # the UI's own origin, as for Prefect
     cmd = [_exe("mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1",
            "--serve-artifacts", "--artifacts-destination", artifacts]
     admin = None
@@ -97,7 +99,6 @@ def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = No
         env.update(auth_env)
         cmd += ["--app-name", "basic-auth"]
     rec = procs.spawn(state_dir, "mlflow-server", "mlflow", cmd, _base_env(env), mdir)
-    uri = f"http://{client_host(host)}:{port}"
     procs.record_service(state_dir, [rec], "mlflow", {"tracking_uri": uri, "auth": auth, "starting": True})
     search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
     procs.wait_until(lambda: http_status(f"{uri}/health") == 200

@@ -162,12 +162,13 @@ def _pool_has_worker(api: str, pool: str, auth_string: str | None = None) -> boo
 
 
 def _start_prefect_worker(state_dir: Path, api: str, pool: str, server: procs.ProcRecord,
-                          cwd: Path | None, timeout: float, auth_string: str | None = None) -> None:
+                          cwd: Path | None, timeout: float, auth_string: str | None = None,
+                          env: dict[str, str] | None = None) -> None:
     """``prefect worker start`` on a ``process`` pool (created if missing); waits until it polls."""
     cmd = [_exe("prefect"), "worker", "start", "--pool", pool, "--type", "process",
            "--name", f"{pool}-worker", "--install-policy", "never"]
     rec = procs.spawn(state_dir, "prefect-worker", "prefect", cmd,
-                      _base_env(_prefect_env(state_dir, api, auth_string)), cwd or Path.cwd())
+                      _base_env({**(env or {}), **_prefect_env(state_dir, api, auth_string)}), cwd or Path.cwd())
     procs.record_service(state_dir, [rec], "prefect", {"api_url": api, "starting": True})
     procs.wait_until(lambda: _pool_has_worker(api, pool, auth_string), [server, rec],
                      f"a Prefect worker to poll work pool {pool!r}", timeout)
@@ -176,13 +177,15 @@ def _start_prefect_worker(state_dir: Path, api: str, pool: str, server: procs.Pr
 def start_prefect(state_dir: Path, *, host: str = LOOPBACK, port: int | None = None,
                   pool: str = DEFAULT_POOL, worker: bool = True, ui: bool = True,
                   database_url: str | None = None, worker_cwd: Path | None = None,
-                  auth: bool = False, timeout: float = 180.0) -> dict:
+                  auth: bool = False, worker_env: dict[str, str] | None = None, timeout: float = 180.0) -> dict:
     """Start ``prefect server start`` and (optionally) a ``process`` work pool + ``prefect worker``.
 
     Readiness is a served ``/api/health`` *and* a flow-run query: the health route answers
     before the database and services are ready. CORS admits the UI's own origin only. With ``auth`` the
     API wants ``PREFECT_API_AUTH_STRING`` (:func:`prefect_auth_string`) from every client but the health
     probes; ``database_url`` (e.g. ``postgresql+asyncpg://...``) reaches the server's environment only.
+    ``worker_env`` is added to the worker's environment (the flow runs it starts inherit it: e.g. the
+    MLflow URI and pipeline credentials for scheduled sweeps).
     """
     t0 = time.monotonic()
     pdir = (Path(state_dir) / "prefect").resolve()
@@ -212,7 +215,7 @@ def start_prefect(state_dir: Path, *, host: str = LOOPBACK, port: int | None = N
             "database": redact_uri(database_url) if database_url else "sqlite",
             "server_startup_s": round(time.monotonic() - t0, 2)}
     if worker:
-        _start_prefect_worker(state_dir, api, pool, server, worker_cwd, timeout, auth_string)
+        _start_prefect_worker(state_dir, api, pool, server, worker_cwd, timeout, auth_string, worker_env)
         info["work_pool"] = pool
     info["startup_s"] = round(time.monotonic() - t0, 2)
     procs.record_service(state_dir, [], "prefect", info)
