@@ -110,6 +110,7 @@ def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
 
     if not tracking_uri.startswith(("http://", "https://")):
         return
+    tracking_uri = redact_uri(tracking_uri)  # /health needs no credentials, and messages must not show them
     try:
         urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout).close()
     except (urllib.error.URLError, OSError) as err:

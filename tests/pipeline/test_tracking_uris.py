@@ -100,3 +100,10 @@ def test_a_tracking_uri_with_userinfo_is_stored_clean_in_the_context(mlflow_serv
     ctx = tracking.open_sweep(with_user, f"userinfo-{tmp_path.name}", "s", "k", {})
     assert ctx.tracking_uri == mlflow_server_uri and "hunter2" not in repr(ctx)
     assert tracking.run_status(ctx, ctx.parent_run_id) == "RUNNING"
+
+
+def test_an_unreachable_server_is_named_without_its_credentials():
+    uri = f"http://pipeline:hunter2-secret@127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError) as err:
+        tracking.check_reachable(uri, timeout=5)
+    assert "127.0.0.1" in str(err.value) and "hunter2" not in str(err.value)
