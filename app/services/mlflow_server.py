@@ -83,8 +83,7 @@ def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = No
     when this returns. The info recorded (and returned) carries no password.
     """
     t0 = time.monotonic()
-    mdir = (Path(state_dir) / "mlflow").resolve()
-    mdir.mkdir(parents=True, exist_ok=True)
+    mdir = procs.private_dir((Path(state_dir) / "mlflow").resolve())  # the auth user store lives here
     port = port or free_port(LOOPBACK)
     backend = backend_store_uri or f"sqlite:///{mdir / 'mlflow.db'}"
     artifacts = artifacts_destination or str(mdir / "artifacts")

@@ -77,11 +77,20 @@ def read_state(state_dir: Path) -> dict:
 
 
 def write_state(state_dir: Path, state: dict) -> None:
-    """Write the state atomically (write to a temporary file, then rename)."""
+    """Write the state atomically (write to a temporary file, then rename); readable by its owner only."""
     path = Path(state_dir) / STATE_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(json.dumps(state, indent=2, sort_keys=True))
     os.replace(tmp, path)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created if missing, mode 0700: service data, logs and PIDs are the operator's alone."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
 
 
 def spawn(
@@ -99,10 +108,10 @@ def spawn(
     ``run_as`` holds ``subprocess`` ``user``/``group``/``extra_groups`` (root starting PostgreSQL).
     """
     state_dir = Path(state_dir)
-    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    (state_dir / "pids").mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir / "logs")
+    private_dir(state_dir / "pids")
     log_path = state_dir / "logs" / f"{name}.log"
-    with open(log_path, "ab") as log:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(

@@ -103,8 +103,7 @@ def start_dask(state_dir: Path, *, n_workers: int = 2, host: str = LOOPBACK,
     if n_workers < 1:
         raise ValueError(f"n_workers={n_workers} must be >= 1; pass --dask-workers 1 or more")
     t0 = time.monotonic()
-    ddir = (Path(state_dir) / "dask").resolve()
-    ddir.mkdir(parents=True, exist_ok=True)
+    ddir = procs.private_dir((Path(state_dir) / "dask").resolve())
     port = port or free_port(host if host != "0.0.0.0" else LOOPBACK)
     certs = credentials.dask_tls(state_dir, [client_host(host)]) if tls else None
     address = f"{'tls' if tls else 'tcp'}://{client_host(host)}:{port}"
@@ -188,8 +187,7 @@ def start_prefect(state_dir: Path, *, host: str = LOOPBACK, port: int | None = N
     MLflow URI and pipeline credentials for scheduled sweeps).
     """
     t0 = time.monotonic()
-    pdir = (Path(state_dir) / "prefect").resolve()
-    pdir.mkdir(parents=True, exist_ok=True)
+    pdir = procs.private_dir((Path(state_dir) / "prefect").resolve())
     port = port or free_port(LOOPBACK)
     env = _prefect_env(state_dir)
     env["PREFECT_SERVER_UI_ENABLED"] = "true" if ui else "false"

@@ -203,6 +203,7 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
     locks = Locks.resolve(host, auth, mlflow_auth, prefect_auth, dask_tls)
     sdir = Path(state_dir or DEFAULT_STATE_DIR).resolve()
     sdir.mkdir(parents=True, exist_ok=True)
+    sdir.chmod(0o711)  # others may traverse (PostgreSQL runs as its own user), not list
     running = set(_running_services(sdir))
     todo = [n for n in names if n not in running and n != "postgres"]
     try:

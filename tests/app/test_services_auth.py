@@ -112,6 +112,10 @@ def test_secrets_are_private_and_never_in_state_logs_or_command_lines(locked_ser
     values = [p.read_text().strip() for p in secret_files if p.suffix != ".pem"]
     public = [state / "services.json", *(state / "logs").iterdir()]
     cmdlines = json.dumps([r["cmd"] for r in read_state(state)["processes"].values()])
+    assert oct((state / "services.json").stat().st_mode & 0o777) == "0o600"
+    assert {oct(p.stat().st_mode & 0o777) for p in (state / "logs").iterdir()} == {"0o600"}
+    for folder in ("mlflow", "prefect", "dask", "logs", "pids", "secrets"):  # mlflow/ holds the auth user store
+        assert oct((state / folder).stat().st_mode & 0o777) == "0o700", folder
     for value in values:
         assert value not in cmdlines
         assert not [p for p in public if value in p.read_text(errors="replace")]
