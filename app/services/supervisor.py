@@ -221,7 +221,6 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
                                        timeout=timeout),
         "prefect": lambda: start_prefect(sdir, host=host, port=ports["prefect"], pool=prefect_pool,
                                          ui=prefect_ui, database_url=dbs.get("prefect"), auth=locks.prefect,
-                                         worker_env={k: v for k, v in client_env.items() if k.startswith("MLFLOW_")},
                                          timeout=timeout),
     }
     with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
