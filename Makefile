@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-slow bench reliability features-examples services-up services-down clean help
+.PHONY: setup postgres demo test test-slow bench reliability features-examples services-up services-down clean help
 
 help:
 	@echo "make demo         set up .venv and run a real sweep on a local Dask cluster (MLflow store in ./mlflow.db)"
@@ -24,7 +24,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) postgres
+
+# PostgreSQL server binaries (initdb, postgres) for `sweepnet services up --backend postgres` and its tests:
+# installed from Debian's postgresql-15 where missing and we can (root with apt-get), else the command to run.
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
+	else \
+	  echo "PostgreSQL server binaries (initdb) are missing; install them with:" >&2; \
+	  echo "  sudo apt-get install -y postgresql-15" >&2; exit 1; \
+	fi
 
 # A real sweep on embedded defaults: an XOR initialisation census (hidden x epsilon x 20 seeds) and a digits
 # grid (activation x l1 x input dropout x 3 seeds) on a local Dask cluster, tracked in .sweepnet/mlflow.db.

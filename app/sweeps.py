@@ -81,6 +81,10 @@ def run_specs(specs: list[str], store: Path, *, dask_address: str | None = None,
               summary_json: str | None = None, train_fn: str | None = None, reuse_older: bool = False,
               lease_wait: float = 0.0) -> int:
     """Run each sweep file in turn and print its summary; the exit code is the worst of them."""
+    from pipeline import tracking
+
+    # before the URI becomes a Prefect flow parameter or a LocalCluster inherits it: no user:password@ in it
+    tracking.credentials_to_env()
     store.mkdir(parents=True, exist_ok=True)
     options = dict(dask_address=dask_address, n_workers=n_workers, worker_timeout=worker_timeout,
                    check_gradient=check_gradient, reuse_older=reuse_older, lease_wait=lease_wait)

@@ -25,7 +25,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flows.sweep import scheduled_sweep, without_userinfo
+from flows.sweep import scheduled_sweep
+from pipeline.uris import redact_uri
 from pipeline.config import read_yaml
 from pipeline.sweep.spec import base_config_dict, load_sweep
 
@@ -60,7 +61,7 @@ def store_uri(store: str | Path | None) -> tuple[str | None, bool]:
     text = str(store)
     if not _URI.match(text):
         return f"sqlite:///{Path(text).expanduser().resolve() / 'mlflow.db'}", False
-    public = without_userinfo(text)
+    public = redact_uri(text)
     return public, public != text
 
 

@@ -18,7 +18,6 @@ import os
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
@@ -26,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import cluster
 from pipeline import tracking
 from pipeline.sweep import TrialOutcome, collect, driver, runner
+from pipeline.uris import redact_uri
 
 
 def _io_error(task_, task_run, state) -> bool:
@@ -129,7 +129,7 @@ def scheduled_sweep(spec: dict[str, Any] | str, store: str | None = None, n_work
     """
     where = os.path.dirname(os.path.abspath(__file__))
     named = store or os.environ.get("MLFLOW_TRACKING_URI") or store_dir or "~/.sweepnet"
-    get_run_logger().info("sweepnet flows from %s; store %s", where, without_userinfo(named))
+    get_run_logger().info("sweepnet flows from %s; store %s", where, redact_uri(named))
     folder = store_dir or str(Path.home() / ".sweepnet")  # a flow run's working directory is temporary
     if store and store.startswith("sqlite:///"):
         folder = str(Path(store[len("sqlite:///"):].split("?")[0]).parent)  # artifacts beside the database
@@ -138,14 +138,6 @@ def scheduled_sweep(spec: dict[str, Any] | str, store: str | None = None, n_work
     if result["trials_failed"] or result["trials_missing"]:
         print(f"sweep finished with {result['trials_failed']} failed and {result['trials_missing']} missing trials")
     return result
-
-
-def without_userinfo(uri: str) -> str:
-    """``uri`` without ``user:password@``: credentials never reach Prefect parameters or logs."""
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 @contextlib.contextmanager

@@ -8,6 +8,10 @@ Every MLflow call of the project goes through this module. Rules it keeps (see S
 * Idempotency: a child carries ``sweepnet.trial_key``. Before a trial trains (or a child is created) and again right before
   it is marked FINISHED, the key is looked up; a trial with a FINISHED child is never logged again.
 * Stale RUNNING children (their process was killed) are marked KILLED by :func:`reconcile_stale`.
+* Workers log through their own ``MLFLOW_TRACKING_URI`` when they have one (:func:`uri_for`): the driver's
+  address for the server may mean nothing on a worker host. Experiment and parent ids come from the driver.
+* ``user:password@`` in a URI never reaches a param, a tag or the context (:func:`redact_text`); credentials
+  found in a tracking URI move to ``MLFLOW_TRACKING_USERNAME/PASSWORD`` (:func:`credentials_to_env`).
 * A local sqlite store is switched to write-ahead logging when the sweep opens it: readers no longer
   block the writer, and two workers logging children at once measured 37-52 ms a child instead of
   60-80 ms (CPU ~31-39 ms either way).
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
+from pipeline.uris import credentials_to_env, redact_text, redact_uri  # noqa: F401  (tracking.* API)
+
 TAG_SWEEP = "sweepnet.sweep_key"
 TAG_KEY = "sweepnet.trial_key"
 TAG_CONFIG = "sweepnet.config_key"
@@ -35,11 +41,30 @@ _CLIENTS: dict[str, Any] = {}
 
 @dataclass(frozen=True)
 class TrackingContext:
-    """What a worker needs to log children of one sweep (picklable, plain strings)."""
+    """What a worker needs to log children of one sweep (picklable, plain strings, no credentials).
+
+    Attributes
+    ----------
+    tracking_uri : str
+        The driver's tracking URI, userinfo stripped.
+    driver_env_uri : str or None
+        The driver's own ``MLFLOW_TRACKING_URI`` when it opened the sweep: a worker whose variable is the same
+        inherited it (a LocalCluster) and keeps ``tracking_uri``; any other value is the worker's own.
+    """
 
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
+    driver_env_uri: str | None = None
+
+
+def uri_for(ctx: TrackingContext) -> str:
+    """The tracking URI this process logs ``ctx``'s runs through: its own ``MLFLOW_TRACKING_URI`` when it has one
+    that it did not inherit from the driver, else the driver's."""
+    own = os.environ.get("MLFLOW_TRACKING_URI")
+    if own and redact_uri(own) != ctx.driver_env_uri:
+        return own
+    return ctx.tracking_uri
 
 
 TAG_METRICS = "sweepnet.metric_keys"
@@ -55,6 +80,7 @@ def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
 
     if not tracking_uri.startswith(("http://", "https://")):
         return
+    tracking_uri = redact_uri(tracking_uri)  # /health needs no credentials, and messages must not show them
     try:
         urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout).close()
     except (urllib.error.URLError, OSError) as err:
@@ -100,6 +126,13 @@ def open_sweep(
     artifact_root : path, optional
         Artifact location for a *new* experiment on a local store (ignored if it exists).
     """
+    if redact_uri(tracking_uri) != tracking_uri:  # the context travels to workers and into summaries: no credentials
+        env = {"MLFLOW_TRACKING_URI": tracking_uri}
+        credentials_to_env(env)
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            if key in env:
+                os.environ.setdefault(key, env[key])
+        tracking_uri = env["MLFLOW_TRACKING_URI"]
     c = client(tracking_uri)
     exp = c.get_experiment_by_name(experiment)  # creates (and migrates) a new sqlite store first
     use_wal(tracking_uri)
@@ -118,7 +151,8 @@ def open_sweep(
         tags = {TAG_SWEEP: sweep_key, TAG_KIND: "sweep", "mlflow.runName": sweep_name}
         run_id = c.create_run(exp_id, run_name=sweep_name, tags=tags).info.run_id
         _log_params_and_metrics(c, run_id, params, [])
-    return TrackingContext(tracking_uri, exp_id, run_id)
+    driver_env = os.environ.get("MLFLOW_TRACKING_URI")
+    return TrackingContext(tracking_uri, exp_id, run_id, redact_uri(driver_env) if driver_env else None)
 
 
 def use_wal(tracking_uri: str) -> bool:
@@ -159,13 +193,14 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _short(value: Any, limit: int) -> str:
-    text = str(value)
+    """Every param and tag value goes through here: userinfo stripped, cut to MLflow's ``limit``."""
+    text = redact_text(str(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def children(ctx: TrackingContext, status: str | None = None, key: str | None = None) -> list:
     """Child runs of the sweep's parent, optionally filtered by status and trial key."""
-    c = client(ctx.tracking_uri)
+    c = client(uri_for(ctx))
     query = f"tags.`{PARENT}` = '{ctx.parent_run_id}'"
     if status:
         query += f" and attributes.status = '{status}'"
@@ -192,7 +227,7 @@ def finished_keys(ctx: TrackingContext) -> set[str]:
 
 def reconcile_stale(ctx: TrackingContext) -> int:
     """Mark every RUNNING child of the sweep KILLED (its process is gone); return how many."""
-    c = client(ctx.tracking_uri)
+    c = client(uri_for(ctx))
     stale = children(ctx, status="RUNNING")
     for run in stale:
         c.set_tag(run.info.run_id, TAG_ERROR, "stale RUNNING child: its process died; marked KILLED")
@@ -245,7 +280,7 @@ def log_child(
     The key is looked up right before the child is created and again right before it is closed, so a
     trial re-executed by Dask (its first result lived on a dead worker) never gets a second FINISHED child.
     """
-    c = client(ctx.tracking_uri)
+    c = client(uri_for(ctx))
     if check_first and is_finished(ctx, key):
         return None
     all_tags = {PARENT: ctx.parent_run_id, TAG_KEY: key, "mlflow.runName": run_name}
@@ -275,7 +310,7 @@ def log_failure(ctx: TrackingContext, key: str, run_name: str, params: dict, tag
                 datasets: list | None = None) -> str:
     """A FAILED child carrying the error text as a tag and as ``error.txt``."""
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "error.txt").write_text(error)
+        Path(tmp, "error.txt").write_text(redact_text(error))
         run_id = log_child(
             ctx, key, run_name, params, {**tags, TAG_ERROR: error[-5000:]}, [], {}, tmp, status="FAILED",
             datasets=datasets,
@@ -289,7 +324,7 @@ def log_parent(
     """Summary metrics, tags (e.g. the best child) and artifacts on the parent run."""
     from mlflow.entities import Metric, RunTag
 
-    c = client(ctx.tracking_uri)
+    c = client(uri_for(ctx))
     ts = int(time.time() * 1000)
     ms = [Metric(k, float(v), ts, 0) for k, v in metrics.items()]
     ts_tags = [RunTag(k, _short(v, 5000)) for k, v in tags.items()]
@@ -301,25 +336,25 @@ def log_parent(
 
 def close_sweep(ctx: TrackingContext, failed: bool) -> None:
     """Mark the parent FINISHED (or FAILED when the sweep itself broke)."""
-    client(ctx.tracking_uri).set_terminated(ctx.parent_run_id, status="FAILED" if failed else "FINISHED")
+    client(uri_for(ctx)).set_terminated(ctx.parent_run_id, status="FAILED" if failed else "FINISHED")
 
 
 def run_status(ctx: TrackingContext, run_id: str) -> str:
     """Status string of a run (``FINISHED``, ``FAILED``, ``KILLED``, ``RUNNING``)."""
-    return client(ctx.tracking_uri).get_run(run_id).info.status
+    return client(uri_for(ctx)).get_run(run_id).info.status
 
 
 def tag_run(ctx: TrackingContext, run_id: str, tags: dict[str, Any]) -> None:
     """Set tags on one run of the sweep (e.g. ``sweepnet.best`` on the best child)."""
     from mlflow.entities import RunTag
 
-    client(ctx.tracking_uri).log_batch(run_id, tags=[RunTag(k, _short(v, 5000)) for k, v in tags.items()])
+    client(uri_for(ctx)).log_batch(run_id, tags=[RunTag(k, _short(v, 5000)) for k, v in tags.items()])
 
 
 def read_artifact_text(ctx: TrackingContext, run_id: str, path: str) -> str:
     """Text of one artifact of a run (downloaded to a temporary folder; works for proxied stores)."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = client(ctx.tracking_uri).download_artifacts(run_id, path, tmp)
+        local = client(uri_for(ctx)).download_artifacts(run_id, path, tmp)
         return Path(local).read_text()
 
 
@@ -331,7 +366,7 @@ def started_trials(ctx: TrackingContext) -> dict[str, dict]:
     training them died (a chunk Dask re-runs reads this to tell which trial killed its worker)."""
     import json
 
-    tags = client(ctx.tracking_uri).get_run(ctx.parent_run_id).data.tags
+    tags = client(uri_for(ctx)).get_run(ctx.parent_run_id).data.tags
     return {k[len(TAG_STARTED):]: json.loads(v) for k, v in tags.items() if k.startswith(TAG_STARTED)}
 
 
@@ -340,7 +375,7 @@ def mark_started(ctx: TrackingContext, key: str, note: dict | None) -> None:
     clear the record (``note=None``) once its child is logged."""
     import json
 
-    c = client(ctx.tracking_uri)
+    c = client(uri_for(ctx))
     if note is None:
         c.delete_tag(ctx.parent_run_id, TAG_STARTED + key)
     else:

@@ -17,6 +17,12 @@ Fixtures (session scope unless noted), each backed by :mod:`app.services`:
   ``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` set in ``os.environ`` for the test.
 - ``mlflow_auth_server``: a second MLflow server with ``--app-name basic-auth``; its admin
   password is generated per session and never written to the repository.
+- ``locked_services``: dask, mlflow and prefect locked as beyond loopback (``auth=True``: MLflow basic
+  auth + pipeline user, Prefect auth string, Dask TLS) on a PostgreSQL backend, in a state directory of
+  their own; the exported environment is ``locked_services.env()``.
+- ``postgres_state_dir`` (function scope): an empty state directory the ``postgres`` system user can
+  reach (pytest's own temporary directories are 0700 under /tmp/pytest-of-root); whatever a test left
+  running in it is stopped at the end.
 
 Tests that use them should be marked ``@pytest.mark.services``. Services are shared by the
 whole session (one pool per process, even if this module is imported by several conftests),
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +48,10 @@ __all__ = [
     "dask_cluster_address",
     "local_services",
     "local_services_env",
+    "locked_services",
     "mlflow_auth_server",
     "mlflow_server_uri",
+    "postgres_state_dir",
     "prefect_server_url",
     "sweepnet_service_pool",
 ]
@@ -147,3 +157,34 @@ def mlflow_auth_server(tmp_path_factory):
     yield MlflowAuthServer(svc.mlflow_tracking_uri, secrets_env["MLFLOW_AUTH_ADMIN_USERNAME"],
                            secrets_env["MLFLOW_AUTH_ADMIN_PASSWORD"], state_dir)
     stop_services(state_dir)
+
+
+def _traversable_dir(prefix: str) -> Path:
+    """A new directory under the system temp dir that other users may traverse (PostgreSQL runs as one)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
+@pytest.fixture
+def postgres_state_dir():
+    """``<tmp>/state``: not yet created, reachable by the ``postgres`` user; stopped and removed afterwards."""
+    base = _traversable_dir("sweepnet-pg-")
+    yield base / "state"
+    stop_services(base / "state")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def locked_services():
+    """Dask (TLS), MLflow (basic auth, pipeline user) and Prefect (auth string) on PostgreSQL, on loopback."""
+    pytest.importorskip("flask_wtf", reason="needs the auth extra: pip install 'mlflow[auth]==3.17.2'")
+    base = _traversable_dir("sweepnet-locked-")
+    state = base / "state"
+    try:
+        svc = start_services(SERVICES, state_dir=state, dask_workers=N_DASK_WORKERS, backend="postgres",
+                             auth=True, prefect_ui=False, timeout=240.0)
+        yield svc
+    finally:
+        stop_services(state)
+        shutil.rmtree(base, ignore_errors=True)

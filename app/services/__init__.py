@@ -1,13 +1,26 @@
-"""Local service supervision: Dask scheduler + workers, MLflow server, Prefect server + worker, on loopback.
+"""Local service supervision: Dask scheduler + workers, MLflow server, Prefect server + worker, PostgreSQL.
 
 ``start_services`` starts the requested services as detached processes under a state directory
 (default ``.sweepnet/services/``) and returns once each answers a real request; ``stop_services`` stops
-what that directory records, by PID. See :mod:`app.services.supervisor`.
+what that directory records, by PID. Outside loopback (or when asked) they are locked: MLflow basic auth
+with a non-admin pipeline user, a Prefect API auth string, Dask TLS. See :mod:`app.services.supervisor`.
 """
 
+from app.services.credentials import dask_tls_env
+from app.services.mlflow_server import pipeline_credentials, start_mlflow
+from app.services.postgres import start_postgres
 from app.services.procs import ServiceError, free_port, http_status, read_state
-from app.services.starters import DEFAULT_POOL, LOOPBACK, start_dask, start_mlflow, start_prefect
+from app.services.starters import (
+    DEFAULT_POOL,
+    LOOPBACK,
+    PIPELINE_USER,
+    dask_security,
+    prefect_auth_string,
+    start_dask,
+    start_prefect,
+)
 from app.services.supervisor import (
+    ALL_SERVICES,
     DEFAULT_STATE_DIR,
     SERVICES,
     ServiceSet,
@@ -18,19 +31,26 @@ from app.services.supervisor import (
 )
 
 __all__ = [
+    "ALL_SERVICES",
     "DEFAULT_POOL",
     "DEFAULT_STATE_DIR",
     "LOOPBACK",
+    "PIPELINE_USER",
     "SERVICES",
     "ServiceError",
     "ServiceSet",
+    "dask_security",
+    "dask_tls_env",
     "free_port",
     "http_status",
     "load_service_set",
+    "pipeline_credentials",
+    "prefect_auth_string",
     "read_state",
     "service_status",
     "start_dask",
     "start_mlflow",
+    "start_postgres",
     "start_prefect",
     "start_services",
     "stop_services",

@@ -42,7 +42,7 @@ class ProcRecord:
     name : str
         Unique name within the state directory, e.g. ``dask-worker-0``.
     service : str
-        The service group it belongs to: ``dask``, ``mlflow`` or ``prefect``.
+        The service group it belongs to: ``dask``, ``mlflow``, ``prefect`` or ``postgres``.
     pid : int
         Process id, which is also its process-group id.
     create_time : float
@@ -77,11 +77,20 @@ def read_state(state_dir: Path) -> dict:
 
 
 def write_state(state_dir: Path, state: dict) -> None:
-    """Write the state atomically (write to a temporary file, then rename)."""
+    """Write the state atomically (write to a temporary file, then rename); readable by its owner only."""
     path = Path(state_dir) / STATE_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(json.dumps(state, indent=2, sort_keys=True))
     os.replace(tmp, path)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created if missing, mode 0700: service data, logs and PIDs are the operator's alone."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
 
 
 def spawn(
@@ -91,16 +100,18 @@ def spawn(
     cmd: Sequence[str],
     env: Mapping[str, str],
     cwd: Path | None = None,
+    run_as: Mapping | None = None,
 ) -> ProcRecord:
     """Start ``cmd`` detached in its own process group, logging to ``logs/<name>.log``.
 
     The PID goes to ``pids/<name>.pid``; the caller records the returned record in the state.
+    ``run_as`` holds ``subprocess`` ``user``/``group``/``extra_groups`` (root starting PostgreSQL).
     """
     state_dir = Path(state_dir)
-    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    (state_dir / "pids").mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir / "logs")
+    private_dir(state_dir / "pids")
     log_path = state_dir / "logs" / f"{name}.log"
-    with open(log_path, "ab") as log:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
@@ -111,6 +122,7 @@ def spawn(
             env=dict(env),
             cwd=str(cwd or state_dir),
             start_new_session=True,
+            **dict(run_as or {}),
         )
     # The Popen object is dropped on purpose: services outlive the `up` command.
     proc.returncode = 0  # silences the "still running" ResourceWarning of Popen.__del__
@@ -164,10 +176,11 @@ def is_alive(rec: ProcRecord) -> bool:
     return _process(rec) is not None
 
 
-def stop(rec: ProcRecord, timeout: float = 10.0) -> bool:
-    """SIGTERM the record's process group, SIGKILL what is left after ``timeout`` seconds.
+def stop(rec: ProcRecord, timeout: float = 10.0, first_signal: int = signal.SIGTERM) -> bool:
+    """SIGTERM (or ``first_signal``) the record's process group, SIGKILL what is left after ``timeout`` seconds.
 
-    Returns True when something was running. Descendants that left the group are signalled
+    Returns True when something was running. PostgreSQL gets SIGINT, its "fast" shutdown: SIGTERM waits for
+    every client to disconnect. Descendants that left the group are signalled
     individually, so nothing the service forked is left behind.
     """
     proc = _process(rec)
@@ -177,7 +190,7 @@ def stop(rec: ProcRecord, timeout: float = 10.0) -> bool:
         family = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         family = [proc]
-    _signal_group(rec.pid, signal.SIGTERM)
+    _signal_group(rec.pid, first_signal)
     _, alive = psutil.wait_procs(family, timeout=timeout, callback=lambda p: _reap(p.pid))
     if alive:
         _signal_group(rec.pid, signal.SIGKILL)
@@ -242,23 +255,29 @@ def wait_until(
         time.sleep(interval)
 
 
+def _request(url: str, body: Mapping | None, auth: tuple[str, str] | None,
+             method: str | None) -> urllib.request.Request:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method or ("GET" if body is None else "POST"))
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    return req
+
+
 def http_status(
     url: str,
     *,
     body: Mapping | None = None,
     auth: tuple[str, str] | None = None,
     timeout: float = 5.0,
+    method: str | None = None,
 ) -> int | None:
     """HTTP status code of a GET (or a JSON POST when ``body`` is given); None if unreachable."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(_request(url, body, auth, method), timeout=timeout) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
@@ -266,10 +285,10 @@ def http_status(
         return None
 
 
-def http_json(url: str, body: Mapping | None = None, timeout: float = 5.0):
+def http_json(url: str, body: Mapping | None = None, timeout: float = 5.0,
+              auth: tuple[str, str] | None = None):
     """GET (or POST ``body``) and decode the JSON answer; raises on HTTP errors."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    req = _request(url, body, auth, None)
     req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read() or b"null")

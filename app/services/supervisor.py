@@ -19,30 +19,34 @@ Examples
 from __future__ import annotations
 
 import shlex
+import signal
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.services import procs
+from app.services import credentials, postgres, procs
+from app.services.mlflow_server import pipeline_credentials, start_mlflow
 from app.services.procs import ServiceError, free_port, http_status
-from app.services.starters import DEFAULT_POOL, LOOPBACK, client_host, start_dask, start_mlflow, start_prefect
+from app.services.starters import (DEFAULT_POOL, LOOPBACK, client_host, prefect_auth_string, start_dask,
+                                   start_prefect)
 
 DEFAULT_STATE_DIR = Path(".sweepnet") / "services"
 SERVICES = ("dask", "mlflow", "prefect")
-_STOP_ORDER = ("prefect-worker", "prefect-server", "mlflow-server", "dask-worker", "dask-scheduler")
+ALL_SERVICES = (*SERVICES, "postgres")  # postgres starts with --backend postgres (or --only postgres)
+_STOP_ORDER = ("prefect-worker", "prefect-server", "mlflow-server", "dask-worker", "dask-scheduler", "postgres")
 
 
 @dataclass(frozen=True)
 class ServiceSet:
-    """Where the running services answer (None for a service that is not running).
+    """Where the running services answer (None for a service that is not running), and how clients log in.
 
     Attributes
     ----------
     state_dir : Path
         The state directory that records the processes.
     dask_address : str or None
-        ``tcp://127.0.0.1:PORT``, for ``distributed.Client`` or ``--dask-address``.
+        ``tcp://127.0.0.1:PORT`` (``tls://`` when locked), for ``distributed.Client`` or ``--dask-address``.
     mlflow_tracking_uri : str or None
         ``http://127.0.0.1:PORT``, for ``MLFLOW_TRACKING_URI``.
     prefect_api_url : str or None
@@ -51,6 +55,14 @@ class ServiceSet:
         Name of the ``process`` work pool that the started Prefect worker polls.
     startup_s : dict of str to float
         Measured seconds from spawn to a served real request, per service.
+    mlflow_credentials : (str, str) or None
+        The MLflow *pipeline* user (never the admin), when MLflow runs with basic auth.
+    prefect_auth_string : str or None
+        ``PREFECT_API_AUTH_STRING`` when the Prefect API wants one.
+    dask_tls : dict or None
+        Paths of the Dask CA and certificates (``ca``, ``client``, ``client-key``, ...) when Dask speaks TLS.
+    postgres : dict or None
+        Host, port and databases of the local PostgreSQL (no password).
     """
 
     state_dir: Path
@@ -61,65 +73,123 @@ class ServiceSet:
     prefect_api_url: str | None = None
     prefect_work_pool: str | None = None
     startup_s: dict[str, float] = field(default_factory=dict)
+    mlflow_credentials: tuple[str, str] | None = field(default=None, repr=False)
+    prefect_auth_string: str | None = field(default=None, repr=False)
+    dask_tls: dict[str, str] | None = None
+    postgres: dict | None = None
 
     def env(self) -> dict[str, str]:
-        """Environment variables that point clients (sweeps, flows, workers) at these services."""
+        """Environment variables that point clients (sweeps, flows, workers) at these services, with the
+        pipeline's credentials (never a server secret or the MLflow admin password)."""
         env = {}
         if self.dask_address:
             env["SWEEPNET_DASK_ADDRESS"] = self.dask_address
+            if self.dask_tls:
+                env.update(credentials.dask_tls_env(self.dask_tls))
         if self.mlflow_tracking_uri:
             env["MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
+            if self.mlflow_credentials:
+                env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = self.mlflow_credentials
         if self.prefect_api_url:
             env["PREFECT_API_URL"] = self.prefect_api_url
+            if self.prefect_auth_string:
+                env["PREFECT_API_AUTH_STRING"] = self.prefect_auth_string
         return env
 
     def exports(self) -> str:
-        """Shell ``export`` lines for :meth:`env` (credentials are never printed)."""
+        """Shell ``export`` lines for :meth:`env`: the pipeline's credentials, so keep the output private."""
         lines = [f"export {k}={shlex.quote(v)}" for k, v in self.env().items()]
-        if self.mlflow_auth:
+        if self.mlflow_auth and not self.mlflow_credentials:
             lines.append("# MLflow basic auth: also export MLFLOW_TRACKING_USERNAME/PASSWORD")
         return "\n".join(lines)
 
 
-
 # ---------------------------------------------------------------- the set
-def _parse_only(only: Iterable[str] | str | None) -> tuple[str, ...]:
+def _parse_only(only: Iterable[str] | str | None, allowed: tuple[str, ...] = SERVICES) -> tuple[str, ...]:
     if only is None:
-        return SERVICES
+        return allowed
     names = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
-    bad = [n for n in names if n not in SERVICES]
+    bad = [n for n in names if n not in ALL_SERVICES]
     if bad or not names:
-        raise ValueError(f"only={only!r} names unknown services {bad}; choose from {','.join(SERVICES)}")
+        raise ValueError(f"only={only!r} names unknown services {bad}; choose from {','.join(ALL_SERVICES)}")
     return tuple(dict.fromkeys(names))
 
 
-def _worker_env(sdir: Path, todo: list[str], host: str, ports: dict[str, int]) -> dict[str, str]:
-    """URLs of the MLflow/Prefect services (running or about to start) for the Dask workers.
+@dataclass(frozen=True)
+class Locks:
+    """Which services are locked: MLflow basic auth, Prefect API auth string, Dask TLS."""
 
-    Ports are chosen before anything starts so that the workers get them in their environment.
-    """
-    env = {k: v for k, v in load_service_set(sdir).env().items() if k != "SWEEPNET_DASK_ADDRESS"}
+    mlflow: bool
+    prefect: bool
+    dask: bool
+
+    @classmethod
+    def resolve(cls, host: str, auth: bool | None, mlflow: bool | None, prefect: bool | None,
+                dask: bool | None) -> "Locks":
+        """On by default outside loopback; ``auth`` sets all three, a per-service flag wins over it."""
+        default = host != LOOPBACK if auth is None else auth
+        return cls(*(default if flag is None else flag for flag in (mlflow, prefect, dask)))
+
+
+def _worker_env(sdir: Path, todo: list[str], host: str, ports: dict[str, int], locks: Locks) -> dict[str, str]:
+    """URLs and pipeline credentials of the MLflow/Prefect services (running or about to start) for the
+    Dask workers. Ports and passwords are chosen before anything starts so that the workers get them."""
+    env = {k: v for k, v in load_service_set(sdir).env().items()
+           if k != "SWEEPNET_DASK_ADDRESS" and not k.startswith("DASK_")}
     if "mlflow" in todo:
         env["MLFLOW_TRACKING_URI"] = f"http://{client_host(host)}:{ports['mlflow']}"
+        if locks.mlflow:
+            env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = pipeline_credentials(sdir)
+        else:
+            env.pop("MLFLOW_TRACKING_USERNAME", None), env.pop("MLFLOW_TRACKING_PASSWORD", None)
     if "prefect" in todo:
         env["PREFECT_API_URL"] = f"http://{client_host(host)}:{ports['prefect']}/api"
+        if locks.prefect:
+            env["PREFECT_API_AUTH_STRING"] = prefect_auth_string(sdir)
+        else:
+            env.pop("PREFECT_API_AUTH_STRING", None)
     return env
 
 
+def _databases(sdir: Path, names: tuple[str, ...], backend: str, running: set[str],
+               timeout: float) -> dict[str, str]:
+    """Start PostgreSQL when asked (before the servers that use it); the database URLs for those servers."""
+    if backend not in ("sqlite", "postgres"):
+        raise ValueError(f"backend={backend!r}; choose sqlite or postgres")
+    if backend != "postgres" and "postgres" not in names:
+        return {}
+    if "postgres" in running:
+        info = procs.read_state(sdir)["services"]["postgres"]
+    else:
+        info = postgres.start_postgres(sdir, host=LOOPBACK, timeout=timeout)  # the servers are on this host
+    if backend != "postgres":
+        return {}
+    return {"mlflow": postgres.database_url(sdir, info, "mlflow", "psycopg2"),
+            "prefect": postgres.database_url(sdir, info, "prefect", "asyncpg")}
+
+
 def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path | str | None = None,
-                   host: str = LOOPBACK, dask_workers: int = 2, mlflow_auth: bool = False,
-                   mlflow_backend_store_uri: str | None = None, prefect_pool: str = DEFAULT_POOL,
-                   prefect_ui: bool = True, timeout: float = 180.0) -> ServiceSet:
+                   host: str = LOOPBACK, dask_workers: int = 2, backend: str = "sqlite",
+                   auth: bool | None = None, mlflow_auth: bool | None = None, prefect_auth: bool | None = None,
+                   dask_tls: bool | None = None, mlflow_backend_store_uri: str | None = None,
+                   prefect_pool: str = DEFAULT_POOL, prefect_ui: bool = True, timeout: float = 180.0) -> ServiceSet:
     """Start the requested services concurrently (those already running are kept) and wait for them.
 
     Parameters
     ----------
-    only : iterable of {"dask", "mlflow", "prefect"} or comma-separated str, optional
-        Services to start; all three by default.
+    only : iterable of {"dask", "mlflow", "prefect", "postgres"} or comma-separated str, optional
+        Services to start; dask, mlflow and prefect by default.
     state_dir : path, optional
-        Where PIDs, logs and data live; ``.sweepnet/services`` by default.
+        Where PIDs, logs, secrets and data live; ``.sweepnet/services`` by default.
     host : str
-        Bind address. ``127.0.0.1`` by default; anything else exposes the service to the network.
+        Bind address. ``127.0.0.1`` by default; anything else exposes the service to the network and turns
+        auth on unless ``auth=False``.
+    backend : {"sqlite", "postgres"}
+        ``postgres``: a local PostgreSQL cluster (started first, on loopback) holds MLflow's backend store
+        and the Prefect database.
+    auth, mlflow_auth, prefect_auth, dask_tls : bool, optional
+        Lock the services: MLflow basic auth with a pipeline user, the Prefect API auth string, Dask TLS.
+        ``None`` means "on when ``host`` is not loopback"; ``auth`` sets the default of the other three.
 
     Raises
     ------
@@ -128,25 +198,37 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
         started are stopped again before raising.
     """
     names = _parse_only(only)
+    if backend == "postgres" and mlflow_backend_store_uri:
+        raise ValueError("pass either backend='postgres' or mlflow_backend_store_uri, not both")
+    locks = Locks.resolve(host, auth, mlflow_auth, prefect_auth, dask_tls)
     sdir = Path(state_dir or DEFAULT_STATE_DIR).resolve()
     sdir.mkdir(parents=True, exist_ok=True)
+    sdir.chmod(0o711)  # others may traverse (PostgreSQL runs as its own user), not list
     running = set(_running_services(sdir))
-    todo = [n for n in names if n not in running]
+    todo = [n for n in names if n not in running and n != "postgres"]
+    try:
+        dbs = _databases(sdir, names, backend, running, timeout)
+    except ServiceError:
+        stop_services(sdir, only=["postgres"])
+        raise
     ports = {n: free_port(LOOPBACK) for n in ("mlflow", "prefect")}
-    client_env = _worker_env(sdir, todo, host, ports)
+    client_env = _worker_env(sdir, todo, host, ports, locks)
     starters = {
         "dask": lambda: start_dask(sdir, n_workers=dask_workers, host=host, timeout=timeout,
-                                   env=client_env),
-        "mlflow": lambda: start_mlflow(sdir, host=host, port=ports["mlflow"], auth=mlflow_auth,
-                                       backend_store_uri=mlflow_backend_store_uri, timeout=timeout),
+                                   env=client_env, tls=locks.dask),
+        "mlflow": lambda: start_mlflow(sdir, host=host, port=ports["mlflow"], auth=locks.mlflow,
+                                       backend_store_uri=mlflow_backend_store_uri or dbs.get("mlflow"),
+                                       timeout=timeout),
         "prefect": lambda: start_prefect(sdir, host=host, port=ports["prefect"], pool=prefect_pool,
-                                         ui=prefect_ui, timeout=timeout),
+                                         ui=prefect_ui, database_url=dbs.get("prefect"), auth=locks.prefect,
+                                         timeout=timeout),
     }
     with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
         futures = {n: pool.submit(starters[n]) for n in todo}
     errors = [f"{n}: {f.exception()}" for n, f in futures.items() if f.exception()]
     if errors:
-        stop_services(sdir, only=todo)
+        started_db = ["postgres"] if dbs or "postgres" in names else []
+        stop_services(sdir, only=todo + [s for s in started_db if s not in running])
         raise ServiceError("could not start services, stopped them again:\n" + "\n".join(errors))
     return load_service_set(sdir)
 
@@ -167,13 +249,14 @@ def load_service_set(state_dir: Path | str | None = None) -> ServiceSet:
     sdir = Path(state_dir or DEFAULT_STATE_DIR)
     services = procs.read_state(sdir)["services"]
     live = set(_running_services(sdir))
-    dask = services.get("dask", {}) if "dask" in live else {}
-    mlflow = services.get("mlflow", {}) if "mlflow" in live else {}
-    prefect = services.get("prefect", {}) if "prefect" in live else {}
+    dask, mlflow, prefect, pg = (services.get(n, {}) if n in live else {} for n in ALL_SERVICES)
     startup = {k: services[k]["startup_s"] for k in live if "startup_s" in services[k]}
-    return ServiceSet(sdir, dask.get("address"), dask.get("dashboard_url"),
-                      mlflow.get("tracking_uri"), bool(mlflow.get("auth")),
-                      prefect.get("api_url"), prefect.get("work_pool"), startup)
+    return ServiceSet(
+        sdir, dask.get("address"), dask.get("dashboard_url"), mlflow.get("tracking_uri"), bool(mlflow.get("auth")),
+        prefect.get("api_url"), prefect.get("work_pool"), startup,
+        mlflow_credentials=pipeline_credentials(sdir) if mlflow.get("pipeline_user") else None,
+        prefect_auth_string=prefect_auth_string(sdir) if prefect.get("auth") else None,
+        dask_tls=dask.get("tls") or None, postgres={k: pg[k] for k in ("host", "port", "databases")} if pg else None)
 
 
 def stop_services(state_dir: Path | str | None = None, *, only: Iterable[str] | str | None = None,
@@ -182,8 +265,9 @@ def stop_services(state_dir: Path | str | None = None, *, only: Iterable[str] | 
 
     Returns the names of the processes that were running. Only PIDs recorded by
     :func:`start_services` are touched, and only if their creation time still matches.
+    PostgreSQL stops last (its clients first), with SIGINT: its fast shutdown.
     """
-    names = _parse_only(only)
+    names = _parse_only(only, ALL_SERVICES)
     sdir = Path(state_dir or DEFAULT_STATE_DIR)
     with procs.STATE_LOCK:
         state = procs.read_state(sdir)
@@ -191,10 +275,11 @@ def stop_services(state_dir: Path | str | None = None, *, only: Iterable[str] | 
     recs.sort(key=lambda r: next(i for i, p in enumerate(_STOP_ORDER) if r.name.startswith(p)))
     # Services stop concurrently (the Prefect worker alone takes ~7 s to deregister);
     # within a service, in order: workers before their server.
-    groups = {s: [r for r in recs if r.service == s] for s in names}
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+    groups = {s: [r for r in recs if r.service == s] for s in names if s != "postgres"}
+    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
         done = pool.map(lambda g: [r.name for r in g if procs.stop(r, timeout)], groups.values())
     stopped = [name for group in done for name in group]
+    stopped += [r.name for r in recs if r.service == "postgres" and procs.stop(r, timeout, signal.SIGINT)]
     with procs.STATE_LOCK:
         state = procs.read_state(sdir)
         for rec in recs:

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from pipeline import model_logging
+from pipeline import model_logging, tracking
 from pipeline.sweep.runner import load_callable, model_file_extra
 
 TAG_CHAMPION = "sweepnet.champion"
@@ -35,13 +35,13 @@ def publish(plan, best: dict | None) -> dict[str, Any]:
         return {}
     try:
         try:
-            model_id, version = model_logging.champion_from_run(ctx.tracking_uri, ctx.experiment_id, spec.name,
+            model_id, version = model_logging.champion_from_run(tracking.uri_for(ctx), ctx.experiment_id, spec.name,
                                                                 best["run_id"])
         except FileNotFoundError:
             if spec.child_per != "config":
                 raise
             model_id = _retrain_and_log(plan, best)
-            version = model_logging.register_champion(ctx.tracking_uri, spec.name, best["run_id"], model_id)
+            version = model_logging.register_champion(tracking.uri_for(ctx), spec.name, best["run_id"], model_id)
     except Exception as err:  # noqa: BLE001 - the sweep's results stand without a registered model
         return {TAG_CHAMPION_ERROR: f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=4)}"[-4000:]}
     return {TAG_CHAMPION: f"models:/{spec.name}@{model_logging.CHAMPION}",
@@ -62,4 +62,4 @@ def _retrain_and_log(plan, best: dict) -> str:
                          f"logged {best['objective']!r}; the trial is not reproducible, so no model is published")
     with tempfile.TemporaryDirectory() as tmp:
         weights = result.model.save(Path(tmp) / "weights.npz", extra=model_file_extra(result))
-        return model_logging.log_model(plan.ctx.tracking_uri, plan.ctx.experiment_id, best["run_id"], weights)
+        return model_logging.log_model(tracking.uri_for(plan.ctx), plan.ctx.experiment_id, best["run_id"], weights)

@@ -254,7 +254,7 @@ def _log_model(ctx, run_id: str, weights: Path) -> None:
     """The child's MLflow model; a failure is tagged (``sweepnet.model_error``), not a lost trial: the summary
     logs the best child's model again from its weights if it has none."""
     try:
-        model_logging.log_model(ctx.tracking_uri, ctx.experiment_id, run_id, weights)
+        model_logging.log_model(tracking.uri_for(ctx), ctx.experiment_id, run_id, weights)
     except Exception as err:  # noqa: BLE001 - the trial's result stands without its MLflow model
         tracking.tag_run(ctx, run_id, {"sweepnet.model_error": f"{type(err).__name__}: {err}"[-4000:]})
 

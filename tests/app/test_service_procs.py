@@ -68,13 +68,41 @@ def test_unknown_service_names_are_refused_with_the_choices(tmp_path):
         start_services("dask,redis", state_dir=tmp_path)
 
 
-def test_mlflow_auth_without_secrets_fails_before_starting(tmp_path, monkeypatch):
-    pytest.importorskip("flask_wtf", reason="needs the auth extra: pip install 'mlflow[auth]==3.17.2'")
-    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
-    monkeypatch.delenv("MLFLOW_FLASK_SERVER_SECRET_KEY", raising=False)
-    with pytest.raises(ServiceError, match="MLFLOW_FLASK_SERVER_SECRET_KEY and MLFLOW_AUTH_ADMIN"):
-        start_services("mlflow", state_dir=tmp_path, mlflow_auth=True)
-    assert procs.read_state(tmp_path)["processes"] == {}
+def test_secrets_are_generated_once_into_private_files(tmp_path):
+    from app.services import credentials
+
+    first = credentials.secret(tmp_path, "mlflow-admin-password")
+    assert credentials.secret(tmp_path, "mlflow-admin-password") == first and len(first) >= 32
+    assert credentials.secret(tmp_path, "absent", create=False) is None
+    folder = tmp_path / "secrets"
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    assert oct((folder / "mlflow-admin-password").stat().st_mode & 0o777) == "0o600"
+
+
+def test_dask_certificates_are_private_and_signed_by_their_ca(tmp_path):
+    from cryptography import x509
+
+    from app.services import credentials
+
+    tls = credentials.dask_tls(tmp_path, ["10.0.0.2"])
+    assert {oct(Path(p).stat().st_mode & 0o777) for p in tls.values()} == {"0o600"}
+    ca = x509.load_pem_x509_certificate(Path(tls["ca"]).read_bytes())
+    for role in ("server", "client"):
+        cert = x509.load_pem_x509_certificate(Path(tls[role]).read_bytes())
+        cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "10.0.0.2" in {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    assert credentials.dask_tls(tmp_path, ["10.0.0.2"]) == tls  # made once, reused
+
+
+def test_auth_is_on_by_default_outside_loopback_only():
+    from app.services.supervisor import Locks
+
+    assert Locks.resolve("127.0.0.1", None, None, None, None) == Locks(False, False, False)
+    assert Locks.resolve("0.0.0.0", None, None, None, None) == Locks(True, True, True)
+    assert Locks.resolve("10.0.0.2", False, None, None, None) == Locks(False, False, False)
+    assert Locks.resolve("127.0.0.1", True, None, False, None) == Locks(True, False, True)
+    assert Locks.resolve("127.0.0.1", None, None, None, True) == Locks(False, False, True)
 
 
 def test_service_set_exports_the_client_environment(tmp_path):
@@ -87,6 +115,23 @@ def test_service_set_exports_the_client_environment(tmp_path):
     lines = svc.exports().splitlines()
     assert lines[0] == "export SWEEPNET_DASK_ADDRESS=tcp://127.0.0.1:8786"
     assert "MLFLOW_TRACKING_USERNAME" in lines[-1] and "PASSWORD=" not in svc.exports()
+
+
+def test_locked_service_set_exports_pipeline_credentials_and_tls_never_server_secrets(tmp_path):
+    tls = {"ca": "/s/ca.pem", "client": "/s/client.pem", "client-key": "/s/client-key.pem",
+           "server": "/s/server.pem", "server-key": "/s/server-key.pem", "ca-key": "/s/ca-key.pem"}
+    svc = ServiceSet(tmp_path, dask_address="tls://127.0.0.1:8786", mlflow_tracking_uri="http://127.0.0.1:5000",
+                     mlflow_auth=True, prefect_api_url="http://127.0.0.1:4200/api",
+                     mlflow_credentials=("sweepnet-pipeline", "pw1"), prefect_auth_string="sweepnet:pw2",
+                     dask_tls=tls)
+    env = svc.env()
+    assert env["MLFLOW_TRACKING_USERNAME"] == "sweepnet-pipeline" and env["MLFLOW_TRACKING_PASSWORD"] == "pw1"
+    assert env["PREFECT_API_AUTH_STRING"] == "sweepnet:pw2"
+    assert env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"] == "/s/client-key.pem"
+    assert env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
+    assert not any(v in ("/s/server-key.pem", "/s/ca-key.pem") for v in env.values())
+    assert not any(k.startswith(("MLFLOW_AUTH_", "MLFLOW_FLASK")) for k in env)
+    assert "pw1" not in repr(svc) and "pw2" not in repr(svc)
 
 
 def test_free_port_is_bindable_on_loopback():
