@@ -175,6 +175,7 @@ def _trial_keys(db: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.services
+@pytest.mark.slow  # make test runs the same on a separate worker host: tests/cluster/test_multihost.py
 @pytest.mark.timeout(1500)  # a shared 2-core machine under load: the run alone has 1200 s below
 def test_cron_deployment_runs_on_a_worker_without_the_checkout(tmp_path, prefect_server_url, installed_sweepnet):
     api = prefect_server_url
