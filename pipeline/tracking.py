@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
+from pipeline.ui_links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
 TAG_SWEEP = "sweepnet.sweep_key"
 TAG_KEY = "sweepnet.trial_key"
 TAG_CONFIG = "sweepnet.config_key"
@@ -105,11 +107,14 @@ def open_sweep(
     use_wal(tracking_uri)
     if exp is None:
         location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-        exp_id = c.create_experiment(experiment, artifact_location=location)
+        exp_id = c.create_experiment(experiment, artifact_location=location,
+                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     else:
         exp_id = exp.experiment_id
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp_id)
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # experiments made before the tag existed
+            c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     found = c.search_runs([exp_id], filter_string=f"tags.`{TAG_SWEEP}` = '{sweep_key}'", max_results=1)
     if found:
         run_id = found[0].info.run_id
@@ -297,6 +302,18 @@ def log_parent(
         c.log_batch(ctx.parent_run_id, metrics=ms[i : i + 100], tags=ts_tags[i : i + 100])
     if artifacts is not None:
         c.log_artifacts(ctx.parent_run_id, str(artifacts))
+
+
+def log_tables(ctx: TrackingContext, tables: dict[str, tuple[list[str], list[list]]]) -> None:
+    """Tables on the parent run as MLflow tables (``MlflowClient.log_table``: a JSON artifact the UI's artifact
+    view renders as a table, listed in the run's ``mlflow.loggedArtifacts`` tag).
+
+    ``tables`` maps an artifact file (``"tables/leaderboard.json"``) to ``(header, body)``.
+    """
+    c = client(ctx.tracking_uri)
+    for artifact_file, (header, body) in tables.items():
+        columns = {name: [row[i] for row in body] for i, name in enumerate(header)}
+        c.log_table(ctx.parent_run_id, columns, artifact_file)
 
 
 def close_sweep(ctx: TrackingContext, failed: bool) -> None:
