@@ -207,6 +207,8 @@ def start_prefect(state_dir: Path, *, host: str = LOOPBACK, port: int | None = N
     port = port or free_port(LOOPBACK)
     env = _prefect_env(state_dir)
     env["PREFECT_SERVER_UI_ENABLED"] = "true" if ui else "false"
+    if ui:  # the UI's own API address defaults to 127.0.0.1:4200: on any other port its pages cannot load
+        env["PREFECT_UI_API_URL"] = f"http://{client_host(host)}:{port}/api"
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     cmd = [_exe("prefect"), "server", "start", "--host", host, "--port", str(port),
