@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-slow bench reliability features-examples services-up services-down clean help
+.PHONY: setup chromium demo test test-slow bench reliability features-examples services-up services-down clean help
 
 help:
 	@echo "make demo         set up .venv and run a real sweep on a local Dask cluster (MLflow store in ./mlflow.db)"
@@ -24,7 +24,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The browser tests (tests/ui) drive Debian's chromium; Playwright's own browser download is unreachable here.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	  else \
+	    echo "tests/ui needs Debian's chromium; install it with:  sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; }
+
+setup: $(STAMP) chromium
 
 # A real sweep on embedded defaults: an XOR initialisation census (hidden x epsilon x 20 seeds) and a digits
 # grid (activation x l1 x input dropout x 3 seeds) on a local Dask cluster, tracked in .sweepnet/mlflow.db.
