@@ -5,9 +5,7 @@ Every test saves a screenshot under its tmp dir (two of them are in README's "Co
 
 from __future__ import annotations
 
-import json
 import re
-from urllib.parse import quote
 
 import pytest
 
@@ -78,9 +76,14 @@ def test_the_parent_shows_its_children_with_swept_params_and_the_objective_as_co
 
 
 def test_comparing_the_children_draws_parallel_coordinates_over_the_swept_axes(ui_sweep, page, tmp_path):
-    ids = json.dumps(ui_sweep.child_ids)
-    exp = json.dumps([ui_sweep.summary["experiment_id"]])
-    page.goto(f"{ui_sweep.ui_base}/#/compare-runs?runs={quote(ids)}&experiments={quote(exp)}")
+    url, _ = _experiment(ui_sweep)  # README's path: expand the parent, tick its children, press Compare
+    page.goto(url)
+    page.get_by_text(f"{N_CHILDREN + 1} matching runs").wait_for()
+    _close_assistant(page)
+    page.locator("button[data-component-id*='runnamecellrenderer']").first.click()
+    for child in ui_sweep.child_ids:
+        page.locator(f"[role=row][row-id='{child}'] .ag-selection-checkbox input").check()
+    page.get_by_role("button", name="Compare", exact=True).click()
     page.get_by_text(f"Comparing {N_CHILDREN} Runs").wait_for()
     _close_assistant(page)
     page.locator(".parcoords .axis-title").first.wait_for()
