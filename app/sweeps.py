@@ -102,10 +102,14 @@ def run_specs(specs: list[str], store: Path, *, dask_address: str | None = None,
 
 def open_ui_lines(store: Path, results: list[dict]) -> str:
     """The closing lines: how to open the MLflow UI, then each sweep's experiment in its training view."""
+    from pipeline.ui_links import DEFAULT_UI
+
+    urls = [f"  {r['experiment_url']}" for r in results if r.get("experiment_url")]
+    if not urls:
+        return f"\nOpen the MLflow UI:  sweepnet ui --store {store}   (then {DEFAULT_UI})"
     served = any(r.get("tracking_uri", "").startswith(("http://", "https://")) for r in results)
-    lines = ["", "Open the MLflow UI:" if served else f"Open the MLflow UI:  sweepnet ui --store {store}   then"]
-    lines += [f"  {r['experiment_url']}" for r in results if r.get("experiment_url")]
-    return "\n".join(lines)
+    head = "Open the MLflow UI:" if served else f"Open the MLflow UI:  sweepnet ui --store {store}   then"
+    return "\n".join(["", head, *urls])
 
 
 def summary_to_json(result: dict) -> str:

@@ -39,3 +39,4 @@ def test_open_sweep_tags_the_experiment_kind_and_store_links_list_it(tmp_path):
         "custom_model_development"
     assert ui_links.store_links(uri, 5001) == {
         "kind-check": f"http://127.0.0.1:5001/#/experiments/{ctx.experiment_id}?workflowType=machine_learning"}
+
