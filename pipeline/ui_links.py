@@ -39,7 +39,8 @@ def ui_base(tracking_uri: str | None, port: int | None = None) -> str:
 def experiment_url(base: str, experiment_id: str) -> str:
     """``BASE/#/experiments/ID?workflowType=machine_learning``: the experiment's runs table."""
     if not str(experiment_id):
-        raise ValueError("experiment_id is empty; pass the id of the sweep's experiment (TrackingContext.experiment_id)")
+        raise ValueError("experiment_id is empty; pass the id of the sweep's experiment "
+                         "(TrackingContext.experiment_id)")
     return f"{base.rstrip('/')}/#/experiments/{quote(str(experiment_id))}?{WORKFLOW}"
 
 

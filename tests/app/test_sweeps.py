@@ -99,5 +99,6 @@ def test_the_sweep_command_closes_with_each_experiments_training_view_link(tmp_p
         f"Open the MLflow UI:  sweepnet ui --store {tmp_path}   then",
         "  http://127.0.0.1:5000/#/experiments/4?workflowType=machine_learning"]
     served = {"tracking_uri": "http://mlflow:5000", "experiment_url": "http://mlflow:5000/#/experiments/2?x"}
-    assert open_ui_lines(tmp_path, [served]).splitlines()[1:] == ["Open the MLflow UI:", "  " + served["experiment_url"]]
+    assert open_ui_lines(tmp_path, [served]).splitlines()[1:] == ["Open the MLflow UI:",
+                                                                   "  " + served["experiment_url"]]
     assert "sweepnet ui --store" in open_ui_lines(tmp_path, [])  # every sweep refused: still how to open the UI

@@ -118,13 +118,18 @@ def test_a_childs_artifacts_show_the_learning_curve_and_the_feature_picture(ui_s
         assert image.evaluate("img => img.naturalWidth") > 100
 
 
-def test_the_parent_renders_the_leaderboard_as_a_table(ui_sweep, page, tmp_path):
-    _, exp = _experiment(ui_sweep)
-    parent = ui_sweep.summary["parent_run_id"]
-    page.goto(f"{ui_sweep.ui_base}/#/experiments/{exp}/runs/{parent}/artifacts/tables/leaderboard.json"
-              "?workflowType=machine_learning")
-    page.get_by_text("View as table").wait_for()
+def test_the_parent_link_opens_the_parent_whose_artifacts_render_the_leaderboard_as_a_table(ui_sweep, page, tmp_path):
+    printed = ui_sweep.summary["parent_url"]  # the summary's link names `sweepnet ui`'s default port
+    assert printed.startswith("http://127.0.0.1:5000/#/experiments/")
+    assert printed.endswith(f"/runs/{ui_sweep.summary['parent_run_id']}?workflowType=machine_learning")
+    page.goto(printed.replace("http://127.0.0.1:5000", ui_sweep.ui_base))
+    page.get_by_role("heading", name="ui-digits", exact=True).wait_for()
     _close_assistant(page)
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("tables", exact=True).first.click()
+    page.get_by_text("leaderboard.json", exact=True).first.click()
+    page.get_by_text("View as table").wait_for()
+    page.locator("[role=columnheader] .table-header-text").first.wait_for()
     page.screenshot(path=tmp_path / "parent-leaderboard.png")
     headers = page.locator("[role=columnheader] .table-header-text").all_text_contents()
     assert headers[:5] == ["rank", "data_valid_fraction", "model_activation", "model_epochs", "model_l1"]
