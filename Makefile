@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: setup postgres demo test test-slow bench reliability features-examples services-up services-down clean help
+.PHONY: setup postgres chromium hosttools demo test test-slow bench reliability features-examples services-up services-down clean help
 
 help:
 	@echo "make demo         set up .venv and run a real sweep on a local Dask cluster (MLflow store in ./mlflow.db)"
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP) postgres
+setup: $(STAMP) postgres chromium hosttools
 
 # PostgreSQL server binaries (initdb, postgres) for `sweepnet services up --backend postgres` and its tests:
 # installed from Debian's postgresql-15 where missing and we can (root with apt-get), else the command to run.
@@ -36,6 +36,26 @@ postgres:
 	  echo "PostgreSQL server binaries (initdb) are missing; install them with:" >&2; \
 	  echo "  sudo apt-get install -y postgresql-15" >&2; exit 1; \
 	fi
+
+# The browser tests (tests/ui) drive Debian's chromium; Playwright's own browser download is unreachable here.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium || { apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
+	  else \
+	    echo "tests/ui needs Debian's chromium; install it with:  sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; }
+
+# tests/cluster makes its hosts with `ip netns` (iproute2) and probes them with curl.
+hosttools:
+	@command -v ip >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 curl; \
+	  else \
+	    echo "tests/cluster needs iproute2 and curl; install them with:  sudo apt-get install -y iproute2 curl" >&2; \
+	    exit 1; \
+	  fi; }
 
 # A real sweep on embedded defaults: an XOR initialisation census (hidden x epsilon x 20 seeds) and a digits
 # grid (activation x l1 x input dropout x 3 seeds) on a local Dask cluster, tracked in .sweepnet/mlflow.db.

@@ -90,17 +90,30 @@ def run_specs(specs: list[str], store: Path, *, dask_address: str | None = None,
                    check_gradient=check_gradient, reuse_older=reuse_older, lease_wait=lease_wait)
     if train_fn:
         options["train_fn"] = train_fn
-    worst = EXIT_OK
+    worst, links = EXIT_OK, []
     with prefect_api(store, verbose):
         for spec in specs:
             code, result = run_one(spec, store, **options)
             if result is not None:
                 print_summary(result, top)
+                links.append(result)
                 if summary_json:
                     Path(summary_json).write_text(summary_to_json(result))
             worst = max(worst, code)
-    print(f"\nOpen the MLflow UI:  sweepnet ui --store {store}   (then http://127.0.0.1:5000)")
+    print(open_ui_lines(store, links))
     return worst
+
+
+def open_ui_lines(store: Path, results: list[dict]) -> str:
+    """The closing lines: how to open the MLflow UI, then each sweep's experiment in its training view."""
+    from pipeline.ui_links import DEFAULT_UI
+
+    urls = [f"  {r['experiment_url']}" for r in results if r.get("experiment_url")]
+    if not urls:
+        return f"\nOpen the MLflow UI:  sweepnet ui --store {store}   (then {DEFAULT_UI})"
+    served = any(r.get("tracking_uri", "").startswith(("http://", "https://")) for r in results)
+    head = "Open the MLflow UI:" if served else f"Open the MLflow UI:  sweepnet ui --store {store}   then"
+    return "\n".join(["", head, *urls])
 
 
 def summary_to_json(result: dict) -> str:
@@ -109,7 +122,7 @@ def summary_to_json(result: dict) -> str:
         return None if isinstance(v, float) and not math.isfinite(v) else v
 
     best = result.get("best") or {}
-    slim = {k: clean(v) for k, v in result.items() if k != "best"}
+    slim = {k: clean(v) for k, v in result.items() if k not in ("best", "tables")}
     slim["best"] = {k: clean(v) for k, v in best.items() if k in ("key", "run_id", "objective", "axes", "seed")}
     return json.dumps(slim, indent=2, default=str)
 
@@ -143,6 +156,8 @@ def print_summary(summary: dict, top: int) -> None:
             print(summary[note])
     if summary.get("reuse_note"):
         print(summary["reuse_note"])
+    if summary.get("parent_url"):
+        print(f"MLflow parent run (leaderboard and census tables, children): {summary['parent_url']}")
     if summary.get("champion"):
         print(f"best model: {summary['champion']} (`sweepnet predict {summary['champion']} ROWS.csv`, "
               f"`sweepnet serve {summary['champion']}`)")

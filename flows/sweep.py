@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows import cluster
+from flows.artifacts import publish_summary
 from pipeline import tracking
 from pipeline.sweep import TrialOutcome, collect, driver, runner
 from pipeline.uris import redact_uri
@@ -98,6 +99,7 @@ def sweep_flow(spec: str | dict[str, Any], store_dir: str = ".sweepnet", trackin
         driver.release_lease(last)
         raise
     timing.update(summary_s=time.perf_counter() - t2, chunk_size=last.chunk_size, probe_trial_s=last.trial_secs)
+    publish_summary(last.spec.name, result)  # after the parent is closed and the champion registered
     return {**result, "timing": timing}
 
 

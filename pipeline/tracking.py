@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
 from pipeline.uris import credentials_to_env, redact_text, redact_uri  # noqa: F401  (tracking.* API)
+from pipeline.ui_links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
 TAG_SWEEP = "sweepnet.sweep_key"
 TAG_KEY = "sweepnet.trial_key"
@@ -138,11 +139,14 @@ def open_sweep(
     use_wal(tracking_uri)
     if exp is None:
         location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-        exp_id = c.create_experiment(experiment, artifact_location=location)
+        exp_id = c.create_experiment(experiment, artifact_location=location,
+                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     else:
         exp_id = exp.experiment_id
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp_id)
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # experiments made before the tag existed
+            c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     found = c.search_runs([exp_id], filter_string=f"tags.`{TAG_SWEEP}` = '{sweep_key}'", max_results=1)
     if found:
         run_id = found[0].info.run_id
@@ -332,6 +336,29 @@ def log_parent(
         c.log_batch(ctx.parent_run_id, metrics=ms[i : i + 100], tags=ts_tags[i : i + 100])
     if artifacts is not None:
         c.log_artifacts(ctx.parent_run_id, str(artifacts))
+
+
+def log_tables(ctx: TrackingContext, tables: dict[str, tuple[list[str], list[list]]]) -> None:
+    """Tables on the parent run as MLflow tables (``MlflowClient.log_table``: a JSON artifact the UI's artifact
+    view renders as a table, listed in the run's ``mlflow.loggedArtifacts`` tag).
+
+    ``tables`` maps an artifact file (``"tables/leaderboard.json"``) to ``(header, body)``. Dots in column names
+    become ``_`` (the UI's table reads ``model.l1`` as a nested field and shows empty cells). ``log_table`` appends
+    to an existing file, but a rerun reopens the same parent with every row again: an existing table is replaced
+    with the same JSON layout (pandas ``orient="split"``).
+    """
+    import pandas as pd
+
+    c = client(uri_for(ctx))
+    for artifact_file, (header, body) in tables.items():
+        frame = pd.DataFrame([list(row) for row in body], columns=[h.replace(".", "_") for h in header])
+        folder, _, name = artifact_file.rpartition("/")
+        if any(f.path == artifact_file for f in c.list_artifacts(ctx.parent_run_id, folder or None)):
+            with tempfile.TemporaryDirectory() as tmp:
+                frame.to_json(Path(tmp, name), orient="split", index=False, date_format="iso")
+                c.log_artifact(ctx.parent_run_id, str(Path(tmp, name)), folder or None)
+        else:
+            c.log_table(ctx.parent_run_id, frame, artifact_file)
 
 
 def close_sweep(ctx: TrackingContext, failed: bool) -> None:

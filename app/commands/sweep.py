@@ -156,7 +156,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     exe = Path(sys.executable).with_name("mlflow")
     cmd = [str(exe) if exe.exists() else shutil.which("mlflow") or "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
            "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    from pipeline.ui_links import store_links
+
+    links = store_links(f"sqlite:///{db}", args.port)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it); sweeps in the training view:", flush=True)
+    for name, url in links.items():
+        print(f"  {name}: {url}")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     sys.stdout.flush()
     os.execve(cmd[0], cmd, env)  # the UI replaces this process: Ctrl-C / SIGTERM reach it directly

@@ -44,6 +44,12 @@ def register(subparsers) -> None:
     train.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[],
                        metavar="KEY=VALUE", help="override a field, e.g. --set model.seed=3 (repeatable)")
     train.add_argument("--quiet", action="store_true", help="no progress lines")
+    train.add_argument("--flow", action="store_true",
+                       help="run it as a Prefect flow tracked in MLflow (a parent run and one child, as a sweep's "
+                            "trial, with the model registered and links into the MLflow UI); see --store")
+    train.add_argument("--store", default=".sweepnet",
+                       help="with --flow: directory of the MLflow sqlite store, artifacts, summaries "
+                            "(default: %(default)s; MLFLOW_TRACKING_URI wins when set)")
     train.set_defaults(func=_train)
 
     check = subparsers.add_parser(
@@ -68,6 +74,15 @@ def _progress_printer(start):
 
 
 def _train(args) -> int:
+    if args.flow:
+        if args.out:
+            raise ValueError("--out and --flow do not go together: with --flow the model is an MLflow model "
+                             "(models:/NAME-train@champion); use `sweepnet predict` on it, or drop --flow")
+        from pathlib import Path
+
+        from app.commands.train_flow import run_train_flow
+
+        return run_train_flow(args.config, list(args.overrides), Path(args.store))
     from pipeline.config import load_config
     from pipeline.datasets import load_data
     from pipeline.train import predictions_table, run_training

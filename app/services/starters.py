@@ -198,6 +198,8 @@ def start_prefect(state_dir: Path, *, host: str = LOOPBACK, port: int | None = N
     auth_string = prefect_auth_string(state_dir) if auth else None
     if auth_string:
         env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+    if ui:  # the UI's own API address defaults to 127.0.0.1:4200: on any other port its pages cannot load
+        env["PREFECT_UI_API_URL"] = f"http://{client_host(host)}:{port}/api"
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     cmd = [_exe("prefect"), "server", "start", "--host", host, "--port", str(port),

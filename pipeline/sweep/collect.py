@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline import model_logging, tracking, version
+from pipeline import model_logging, tracking, ui_links, version
 from pipeline.sweep import champion, summary
 from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
@@ -159,7 +159,9 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
 
     Returns the counts (``trials``, ``trials_finished``, ``trials_failed``, ...), ``best`` row,
     ``failure_note``, ``selection_note`` (tagged ``sweepnet.selection_note`` too), ``leaderboard_md``/``census_md``
-    text and where to find the runs.
+    text and where to find the runs: ``tracking_uri``, ``experiment_id``, ``parent_run_id`` and the UI links
+    ``experiment_url``/``parent_url`` (:mod:`pipeline.ui_links`, training view). The leaderboard and census go
+    on the parent as CSV/Markdown files and as MLflow tables (``tables/leaderboard.json``, ``tables/census.json``).
     """
     ctx = plan.ctx
     stale = tracking.reconcile_stale(ctx)
@@ -179,11 +181,13 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
     champ = champion.publish(plan, best)  # models:/NAME@champion (or why not), before the parent closes
     tags.update(champ)
     tracking.log_parent(ctx, result["metrics"], tags, out)
+    tracking.log_tables(ctx, {f"tables/{name}.json": result["tables"][name] for name in ("leaderboard", "census")})
     tracking.close_sweep(ctx, failed=bool(result["failure_note"]))
     release_lease(plan)
     missing = sum(r["status"] == "missing" for r in rows)
     return {**result["metrics"], "trials_missing": missing, "reused": reused, "reuse_note": plan.reuse_note,
             "best": best, "failure_note": result["failure_note"], "selection_note": result["selection_note"],
             "summary_dir": str(out), "champion": champ.get(champion.TAG_CHAMPION),
-            "leaderboard_md": result["leaderboard_md"], "census_md": result["census_md"],
-            "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id, "parent_run_id": ctx.parent_run_id}
+            "leaderboard_md": result["leaderboard_md"], "census_md": result["census_md"], "tables": result["tables"],
+            "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id, "parent_run_id": ctx.parent_run_id,
+            **ui_links.sweep_links(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id)}

@@ -203,7 +203,8 @@ def write_summary(folder: Path, rows: Sequence[dict], spec: SweepSpec, axes: Seq
     dict
         ``metrics`` for the parent (counts, best objective), ``best`` (the best row or None),
         ``leaderboard_md`` and ``census_md`` (Markdown text), ``failure_note`` (:func:`failure_note`:
-        '' unless no trial produced the objective), ``selection_note`` (:func:`selection_note`).
+        '' unless no trial produced the objective), ``selection_note`` (:func:`selection_note`), ``tables``
+        (``{"leaderboard": (header, body), "census": (header, body)}``).
     """
     from pipeline import plots
 
@@ -234,4 +235,5 @@ def write_summary(folder: Path, rows: Sequence[dict], spec: SweepSpec, axes: Seq
         f"best_{spec.objective.metric}": best["objective"] if best else math.nan,
     }
     return {"metrics": metrics, "best": best, "leaderboard_md": board_md, "census_md": census_md, "groups": groups,
-            "failure_note": note, "selection_note": selection}
+            "failure_note": note, "selection_note": selection,
+            "tables": {"leaderboard": (header, body), "census": (c_header, c_body)}}

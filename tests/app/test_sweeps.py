@@ -88,3 +88,17 @@ def test_test_hooks_stay_out_of_the_help(hook, capsys):
     with pytest.raises(SystemExit):
         sweepnet(["sweep", "--help"])
     assert hook not in capsys.readouterr().out
+
+
+def test_the_sweep_command_closes_with_each_experiments_training_view_link(tmp_path):
+    from app.sweeps import open_ui_lines
+    from pipeline import ui_links
+
+    sqlite = {"tracking_uri": "sqlite:///x.db", "experiment_url": ui_links.experiment_url(ui_links.DEFAULT_UI, "4")}
+    assert open_ui_lines(tmp_path, [sqlite]).splitlines()[1:] == [
+        f"Open the MLflow UI:  sweepnet ui --store {tmp_path}   then",
+        "  http://127.0.0.1:5000/#/experiments/4?workflowType=machine_learning"]
+    served = {"tracking_uri": "http://mlflow:5000", "experiment_url": "http://mlflow:5000/#/experiments/2?x"}
+    assert open_ui_lines(tmp_path, [served]).splitlines()[1:] == ["Open the MLflow UI:",
+                                                                   "  " + served["experiment_url"]]
+    assert "sweepnet ui --store" in open_ui_lines(tmp_path, [])  # every sweep refused: still how to open the UI
