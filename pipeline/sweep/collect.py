@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline import model_logging, tracking, ui_links, version
+from pipeline import model_logging, tracking, tracking_tables, ui_links, version
 from pipeline.sweep import champion, summary
 from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
@@ -181,7 +181,7 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
     champ = champion.publish(plan, best)  # models:/NAME@champion (or why not), before the parent closes
     tags.update(champ)
     tracking.log_parent(ctx, result["metrics"], tags, out)
-    tracking.log_tables(ctx, {f"tables/{name}.json": result["tables"][name] for name in ("leaderboard", "census")})
+    tracking_tables.log_tables(ctx, {f"tables/{name}.json": result["tables"][name] for name in ("leaderboard", "census")})
     tracking.close_sweep(ctx, failed=bool(result["failure_note"]))
     release_lease(plan)
     missing = sum(r["status"] == "missing" for r in rows)

@@ -5,7 +5,7 @@ import json
 
 import mlflow
 
-from pipeline import tracking
+from pipeline import tracking, tracking_tables
 
 
 def test_tables_are_mlflow_tables_and_a_rerun_replaces_them(tmp_path):
@@ -13,7 +13,7 @@ def test_tables_are_mlflow_tables_and_a_rerun_replaces_them(tmp_path):
     ctx = tracking.open_sweep(uri, "tables", "tables", "k1", {}, tmp_path / "art")
     header, body = ["rank", "model.l1", "valid_accuracy"], [[1, "1e-05", 0.94], [2, "0", 0.93]]
     for _ in range(2):  # the second time is a rerun of the same sweep
-        tracking.log_tables(ctx, {"tables/leaderboard.json": (header, body)})
+        tracking_tables.log_tables(ctx, {"tables/leaderboard.json": (header, body)})
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment_id=ctx.experiment_id)
     table = mlflow.load_table("tables/leaderboard.json", run_ids=[ctx.parent_run_id])
