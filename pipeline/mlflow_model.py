@@ -246,6 +246,8 @@ class SweepnetPyfunc:
         """The input as float64 rows of the model's features, or ``MlflowException`` (400) naming the problem."""
         import pandas as pd
 
+        from pipeline.model import first_nonfinite
+
         features = self.features
         if isinstance(model_input, dict):
             model_input = pd.DataFrame(model_input)
@@ -274,11 +276,10 @@ class SweepnetPyfunc:
                        f"{len(features)} feature(s): {_names(features)}")
         if X.shape[0] == 0:
             raise _bad("input has no rows; send at least one")
-        bad = ~np.isfinite(X)
-        if bad.any():
-            rows, cols = np.nonzero(bad)
-            raise _bad(f"input holds {int(bad.sum())} NaN/inf value(s), first at row {rows[0]}, column "
-                       f"{features[cols[0]]!r}; impute or drop those rows")
+        found = first_nonfinite(X)
+        if found:
+            raise _bad(f"input holds {found[0]} NaN/inf value(s), first at row {found[1]}, column "
+                       f"{features[found[2]]!r}; impute or drop those rows")
         return X
 
     def predict_array(self, X: np.ndarray) -> np.ndarray:

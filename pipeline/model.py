@@ -24,16 +24,24 @@ from pipeline.config import (ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, STOPPING_M
 FORMAT_VERSION = 1
 
 
+def first_nonfinite(X: np.ndarray) -> tuple[int, int, int] | None:
+    """(count, row, column) of the NaN/inf values of a 2-D array, the first in row order; None when all finite."""
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return None
+    rows, cols = np.nonzero(bad)
+    return int(bad.sum()), int(rows[0]), int(cols[0])
+
+
 def _check_finite(name, X):
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"{name} has shape {X.shape}; it must be 2-dimensional (n_samples, n_features).")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows); give at least one sample.")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        raise ValueError(f"{name} holds {int(bad.sum())} NaN/inf value(s), first at row {rows[0]}, column {cols[0]}; "
+    found = first_nonfinite(X)
+    if found:
+        raise ValueError(f"{name} holds {found[0]} NaN/inf value(s), first at row {found[1]}, column {found[2]}; "
                          f"drop or impute those rows before training.")
     return X
 
