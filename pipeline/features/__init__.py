@@ -35,7 +35,12 @@ from pipeline.features.extraction import extract_features
 from pipeline.features.extraction import fold_autoencoder
 from pipeline.features.outputs import read_features
 from pipeline.features.outputs import write_features
+from pipeline.features.run import FeaturesJob
+from pipeline.features.run import finish_features
+from pipeline.features.run import prepare_features
 from pipeline.features.run import run_features
+from pipeline.features.run import shard_images
+from pipeline.features.run import shard_slices
 from pipeline.features.sources import autoencoder_from_run
 from pipeline.features.sources import labelled_images
 from pipeline.features.sources import load_autoencoder
@@ -47,6 +52,7 @@ __all__ = [
     "AutoencoderTraining",
     "ConvSpec",
     "FeaturesConfig",
+    "FeaturesJob",
     "PatchSampling",
     "PhotoCrops",
     "SOFTMAX",
@@ -54,14 +60,18 @@ __all__ = [
     "autoencoder_from_run",
     "classifier_spec",
     "extract_features",
+    "finish_features",
     "fit_classifier",
     "fold_autoencoder",
     "labelled_images",
     "load_autoencoder",
     "load_features_config",
     "photo_crops",
+    "prepare_features",
     "read_features",
     "run_features",
+    "shard_images",
+    "shard_slices",
     "train_autoencoder",
     "write_features",
 ]
