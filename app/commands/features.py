@@ -31,6 +31,7 @@ examples
   sweepnet features examples/conv_pool.yaml
   sweepnet features examples/self_taught.yaml --set classifier.epochs=100
   sweepnet features examples/colour_conv.yaml --out runs/colour
+  sweepnet features examples/conv_pool.yaml --flow --store .sweepnet   # shards on Dask, MLflow parent
 """
 
 
