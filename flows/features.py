@@ -21,6 +21,7 @@ from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows import cluster
+from flows.sweep import _io_error
 from pipeline import tracking
 from pipeline.features import (ConvSpec, FeaturesJob, extract_features, finish_features, log_features_run,
                                open_features_run, prepare_features, shard_images, shard_slices)
@@ -32,7 +33,7 @@ def prepare(config: str | dict[str, Any], overrides: dict[str, Any] | None) -> F
     return prepare_features(config, overrides, progress=print)
 
 
-@task(name="open-features-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
+@task(name="open-features-run", cache_policy=NO_CACHE)  # no retry: a retry could leave a second parent
 def open_run(job: FeaturesJob, store_dir: str, tracking_uri: str | None) -> tracking.TrackingContext:
     """The experiment and a fresh parent run, created on the driver before the fan-out."""
     return open_features_run(job.cfg, store_dir, tracking_uri)
@@ -51,7 +52,7 @@ def finish(job: FeaturesJob, features: list[np.ndarray], started: float) -> dict
     return finish_features(job, features, started, progress=print)
 
 
-@task(name="log-features-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
+@task(name="log-features-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3, retry_condition_fn=_io_error)
 def log_run(ctx: tracking.TrackingContext, summary: dict, fanout: dict) -> dict[str, str]:
     """Metrics, params and artifacts on the parent, closed FINISHED."""
     extra = {"shard_tasks": fanout["tasks"], "shard_workers": len(set(fanout["worker_pids"]))}
