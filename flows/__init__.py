@@ -4,10 +4,13 @@ No argparse here: the ``sweepnet`` command (``app``) parses argv and calls these
 """
 
 from flows.deploy import deploy
+from flows.features import features_flow, run_features_flow
 from flows.sweep import run_sweep, scheduled_sweep, sweep_flow
 
 __all__ = [
     "deploy",
+    "features_flow",
+    "run_features_flow",
     "run_sweep",
     "scheduled_sweep",
     "sweep_flow",

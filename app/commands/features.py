@@ -31,6 +31,7 @@ examples
   sweepnet features examples/conv_pool.yaml
   sweepnet features examples/self_taught.yaml --set classifier.epochs=100
   sweepnet features examples/colour_conv.yaml --out runs/colour
+  sweepnet features examples/conv_pool.yaml --flow --store .sweepnet   # shards on Dask, MLflow parent
 """
 
 
@@ -45,6 +46,14 @@ def register(subparsers) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], type=parse_override,
                         metavar="KEY=VALUE", help="override a config value (dotted key), repeatable")
     parser.add_argument("--out", help="output folder (default: the config's out, else runs/features/NAME)")
+    parser.add_argument("--flow", action="store_true",
+                        help="run it as a Prefect flow: one Dask task per image shard, tracked in MLflow as a "
+                             "parent run (experiment NAME-features) with the metrics and confusion matrix")
+    parser.add_argument("--store", default=".sweepnet",
+                        help="with --flow: directory of the MLflow sqlite store and artifacts (default .sweepnet)")
+    parser.add_argument("--dask-address", help="with --flow: an existing Dask scheduler (default: "
+                                               "SWEEPNET_DASK_ADDRESS, else an embedded LocalCluster)")
+    parser.add_argument("--workers", type=int, help="with --flow: worker processes of the embedded LocalCluster")
     parser.set_defaults(func=_run)
 
 
@@ -64,7 +73,14 @@ def _run(args) -> int:
     if args.out:
         overrides["out"] = args.out
     try:
-        summary = run_features(args.config, overrides=overrides)
+        if args.flow:
+            from pathlib import Path
+
+            from app.commands.features_flow import run_features_flow
+
+            summary = run_features_flow(args.config, overrides, Path(args.store), args.dask_address, args.workers)
+        else:
+            summary = run_features(args.config, overrides=overrides)
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -78,4 +94,8 @@ def _run(args) -> int:
     print(f"\nconfusion matrix (pooled features, test, {summary['n_test']} images):")
     print(_confusion_text(np.asarray(feats["confusion_matrix"]), names))
     print(f"\nwritten to {summary['out']}")
+    if args.flow:
+        from app.commands.features_flow import tracking_lines
+
+        print(tracking_lines(summary))
     return 0

@@ -7,7 +7,8 @@ the hidden pre-activation of the preprocessed patch), pooled, written to
 Parquet one row per image shard by shard, and a classifier (softmax or small
 MLP, a :class:`~pipeline.model.DeepLearningModel`) is trained on them next to
 the same classifier on raw pixels. :func:`extract_features` is the pure unit
-of work per shard (the sweep layer may fan shards out over Dask).
+of work per shard; ``flows.features`` fans the shards out over Dask and tracks
+the run in MLflow (:func:`open_features_run`, :func:`log_features_run`).
 
 Config (YAML, ``sweepnet features CONFIG``)::
 
@@ -35,7 +36,15 @@ from pipeline.features.extraction import extract_features
 from pipeline.features.extraction import fold_autoencoder
 from pipeline.features.outputs import read_features
 from pipeline.features.outputs import write_features
+from pipeline.features.run import FeaturesJob
+from pipeline.features.run import finish_features
+from pipeline.features.run import prepare_features
 from pipeline.features.run import run_features
+from pipeline.features.run import shard_images
+from pipeline.features.run import shard_slices
+from pipeline.features.tracked import features_metrics
+from pipeline.features.tracked import log_features_run
+from pipeline.features.tracked import open_features_run
 from pipeline.features.sources import autoencoder_from_run
 from pipeline.features.sources import labelled_images
 from pipeline.features.sources import load_autoencoder
@@ -47,6 +56,7 @@ __all__ = [
     "AutoencoderTraining",
     "ConvSpec",
     "FeaturesConfig",
+    "FeaturesJob",
     "PatchSampling",
     "PhotoCrops",
     "SOFTMAX",
@@ -54,14 +64,21 @@ __all__ = [
     "autoencoder_from_run",
     "classifier_spec",
     "extract_features",
+    "features_metrics",
+    "finish_features",
     "fit_classifier",
     "fold_autoencoder",
     "labelled_images",
     "load_autoencoder",
     "load_features_config",
+    "log_features_run",
+    "open_features_run",
     "photo_crops",
+    "prepare_features",
     "read_features",
     "run_features",
+    "shard_images",
+    "shard_slices",
     "train_autoencoder",
     "write_features",
 ]
