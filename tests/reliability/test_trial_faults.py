@@ -45,7 +45,7 @@ def test_bad_trials_become_failed_children_and_the_sweep_goes_on(tmp_path, rel_p
     for i, (label, (_, words)) in enumerate(BAD_TRIALS.items()):
         run = by_index[i]
         want = "FINISHED" if words is None else "FAILED"
-        assert run.info.status == want, f"{label}: {run.info.status}"
+        assert run.info.status == want, f"{label}: {run.info.status} {run.data.tags.get('sweepnet.error', '')[-2000:]}"
         if words is not None:
             error = run.data.tags.get("sweepnet.error", "")
             assert words in error, f"{label}: error tag {error[:300]!r} lacks {words!r}"
