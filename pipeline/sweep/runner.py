@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -128,8 +129,9 @@ def _killed_its_worker(trial: Trial, ctx, options: ChunkOptions, note: dict) -> 
 def _watch_memory(ctx, key: str, note: dict, limit: int | None, every: float = 0.1):
     """Mark ``key`` started; while the body runs, a thread adds the process's resident memory to the mark
     each time it passes another tenth of ``limit`` beyond half of it (a few writes, only near the limit).
-    The mark is cleared when the body ends, also by an exception: only a dead process leaves it."""
-    tracking.mark_started(ctx, key, note)
+    The mark is cleared when the body ends, also by an exception: only a dead process leaves it. The marks are
+    best effort: one the store refuses (e.g. a lock held too long under load) is warned about, never fatal."""
+    _mark(ctx, key, note)
     stop = threading.Event()
 
     def watch():
@@ -138,7 +140,7 @@ def _watch_memory(ctx, key: str, note: dict, limit: int | None, every: float = 0
             rss = _resident_bytes()
             if rss >= seen + step:
                 seen = rss
-                tracking.mark_started(ctx, key, {**note, "rss": rss, "limit": limit})
+                _mark(ctx, key, {**note, "rss": rss, "limit": limit})
 
     thread = threading.Thread(target=watch, daemon=True, name=f"memory-watch-{key}")
     if limit:
@@ -149,7 +151,16 @@ def _watch_memory(ctx, key: str, note: dict, limit: int | None, every: float = 0
         stop.set()
         if limit:
             thread.join()
-        tracking.mark_started(ctx, key, None)
+        _mark(ctx, key, None)
+
+
+def _mark(ctx, key: str, note: dict | None) -> None:
+    """``tracking.mark_started`` that warns instead of failing the trial it describes."""
+    try:
+        tracking.mark_started(ctx, key, note)
+    except Exception as err:  # MLflow/sqlite errors: the trial itself is unaffected
+        warnings.warn(f"could not mark trial {key} on the parent run ({type(err).__name__}: {err}); a worker "
+                      "death during it is then reported as a lost chunk", RuntimeWarning, stacklevel=2)
 
 
 def _resident_bytes() -> int:

@@ -259,3 +259,14 @@ def test_a_rerun_chunk_fails_the_trial_its_worker_died_in_twice_and_runs_the_res
     assert len(failed) == 1 and failed[0].data.tags[tracking.TAG_ERROR] == outcomes[1].error
     assert tracking.started_trials(plan.ctx) == {}  # every mark cleared once its trial has a child
     assert third.key in tracking.finished_keys(plan.ctx)
+
+
+def test_a_trial_mark_that_cannot_be_written_never_fails_the_trial(tmp_path):
+    """The started-mark only helps attribute a dead worker; when the store refuses it (here: the parent run
+    does not exist, as a write lost under lock contention would look), the trial still trains and logs."""
+    ctx = tracking.open_sweep(f"sqlite:///{tmp_path / 'mlflow.db'}", "marks", "marks", "k", {})
+    gone = tracking.TrackingContext(ctx.tracking_uri, ctx.experiment_id, "0" * 32)
+    with pytest.warns(RuntimeWarning, match="could not mark trial k1 on the parent run"):
+        with runner._watch_memory(gone, "k1", {"attempts": 1, "pid": 1}, None):
+            trained = True
+    assert trained
