@@ -15,8 +15,11 @@ def test_tables_are_mlflow_tables_and_a_rerun_replaces_them(tmp_path):
     for _ in range(2):  # the second time is a rerun of the same sweep
         tracking_tables.log_tables(ctx, {"tables/leaderboard.json": (header, body)})
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_id=ctx.experiment_id)
-    table = mlflow.load_table("tables/leaderboard.json", run_ids=[ctx.parent_run_id])
+    try:
+        mlflow.set_experiment(experiment_id=ctx.experiment_id)
+        table = mlflow.load_table("tables/leaderboard.json", run_ids=[ctx.parent_run_id])
+    finally:
+        mlflow.set_tracking_uri(None)  # the global URI is also MLFLOW_TRACKING_URI, which later workers inherit
     assert list(table.columns) == ["rank", "model_l1", "valid_accuracy"]  # the UI reads dotted names as paths
     assert len(table) == 2  # not 4: the rerun replaced the table
     raw = json.loads(tracking.read_artifact_text(ctx, ctx.parent_run_id, "tables/leaderboard.json"))
