@@ -295,7 +295,7 @@ def log_child(
         _log_params_and_metrics(c, run_id, params, _metrics(list(history), metrics, int(time.time() * 1000),
                                                             curve_keys))
         if datasets:
-            c.log_inputs(run_id, datasets=list(datasets))
+            _log_inputs(c, run_id, list(datasets))
         if artifacts is not None:
             c.log_artifacts(run_id, str(artifacts))
         if before_close is not None:
@@ -308,6 +308,20 @@ def log_child(
         return None
     c.set_terminated(run_id, status=status)
     return run_id
+
+
+def _log_inputs(c, run_id: str, datasets: list, attempts: int = 3) -> None:
+    """``log_inputs``, again when two children of a new sweep inserted the same dataset row at once (one gets the
+    store's unique-constraint error, seen on sqlite under load): the row exists on the next try."""
+    for attempt in range(attempts):
+        try:
+            c.log_inputs(run_id, datasets=datasets)
+            return
+        except Exception as err:
+            text = str(err)
+            if attempt == attempts - 1 or not ("UNIQUE constraint" in text or "duplicate key" in text):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def log_failure(ctx: TrackingContext, key: str, run_name: str, params: dict, tags: dict, error: str,
