@@ -60,8 +60,8 @@ def _exp_parts(v):
 def _elementwise_span(code, backward, z, a, da, out, zo, ao, dao, oo, n_out):
     """tanh, rectifier and linear on a column span of every row, forward and backward in one loop.
 
-    Forward (``backward`` False): ``out = f(z)``; backward: ``out = da * f'(z)``
-    from the saved ``z`` and ``a``. Spans of ``n_out`` entries at the uint64
+    Forward (``backward`` False): ``out = f(z)``; backward: ``out = da * f'(z)``,
+    using the saved ``z`` and ``a``. Spans of ``n_out`` entries at the uint64
     offsets ``zo, ao, dao, oo`` (see :func:`_activate_span`). The branches test
     loop-invariant arguments, so LLVM unswitches them out of the loop and each
     variant still vectorises (measured: the same time as one loop per case,
