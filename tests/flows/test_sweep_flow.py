@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from pipeline import tracking
+from tests.prefect_rest import prefect_api
 from tests.reliability.helpers import sqlite_finished
 from tests.services import (  # noqa: F401  (session fixtures of real local services)
     local_services, prefect_server_url, sweepnet_service_pool)
@@ -224,9 +225,6 @@ def test_every_worker_gone_fails_within_bounded_wait(tmp_path, prefect_server_ur
 
 @pytest.mark.services
 def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
-    import json
-    import urllib.request
-
     spec = write_spec(tmp_path, "scheduled", seeds=[1], space={"model.hidden": [[2]]})
     store = tmp_path / "store"
     env = env_without_services(PREFECT_API_URL=prefect_server_url)
@@ -236,12 +234,9 @@ def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
     assert dep.returncode == 0, dep.stderr[-3000:]
 
     def finished_runs() -> list[str]:
-        body = json.dumps({"deployments": {"name": {"any_": ["every-minute"]}},
-                           "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}},
-                           "limit": 20}).encode()
-        req = urllib.request.Request(f"{prefect_server_url}/flow_runs/filter", data=body,
-                                     headers={"Content-Type": "application/json"})
-        return [r["state_type"] for r in json.loads(urllib.request.urlopen(req, timeout=10).read())]
+        body = {"deployments": {"name": {"any_": ["every-minute"]}},
+                "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}, "limit": 20}
+        return [r["state_type"] for r in prefect_api(f"{prefect_server_url}/flow_runs/filter", body)]
 
     dep_id = re.search(r"deployment ([0-9a-f-]{36}) scheduled", dep.stdout).group(1)
     try:
@@ -251,8 +246,7 @@ def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
         assert finished_runs()[:1] == ["COMPLETED"], finished_runs()
         assert _finished(store) == 1
     finally:  # the shared server must not keep firing this schedule for the rest of the session
-        req = urllib.request.Request(f"{prefect_server_url}/deployments/{dep_id}", method="DELETE")
-        urllib.request.urlopen(req, timeout=10)
+        prefect_api(f"{prefect_server_url}/deployments/{dep_id}", method="DELETE")
 
 
 @pytest.mark.services

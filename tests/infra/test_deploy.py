@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import yaml
 from flows.deploy import ENTRYPOINT, inline_spec, read_job_template, store_uri
 from pipeline import tracking
 from pipeline.sweep import driver, load_sweep
+from tests.prefect_rest import prefect_api
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -41,12 +41,7 @@ def _env(**extra) -> dict[str, str]:
     return env
 
 
-def _api(url: str, body: dict | None = None, method: str | None = None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=15) as resp:
-        text = resp.read()
-    return json.loads(text) if text else None
+_api = prefect_api
 
 
 def _deploy(args: list[str], api: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
