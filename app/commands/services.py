@@ -16,6 +16,7 @@ from app.services import (
     SERVICES,
     ServiceError,
     load_service_set,
+    other_hosts_note,
     service_status,
     start_services,
     stop_services,
@@ -135,6 +136,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"# MLflow admin: {args.state_dir}/secrets/mlflow-admin-password unless "
               "MLFLOW_AUTH_ADMIN_PASSWORD was set; not exported", file=sys.stderr)
     print(f"# stop with: sweepnet services down --state-dir {args.state_dir}", file=sys.stderr)
+    if other_hosts_note(args.host):
+        print(other_hosts_note(args.host), file=sys.stderr)
     print(svc.exports())
     return 0
 

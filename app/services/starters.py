@@ -34,6 +34,20 @@ def client_host(host: str) -> str:
     return LOOPBACK if host in ("0.0.0.0", "::", "") else host
 
 
+def other_hosts_note(host: str) -> str:
+    """For a wildcard bind, a shell comment telling users on *other* hosts which address to put in place of
+    the loopback one in the exports (they name 127.0.0.1, which only this machine can use); else ``""``."""
+    if client_host(host) == host:
+        return ""
+    import psutil
+
+    addrs = sorted({a.address for nics in psutil.net_if_addrs().values() for a in nics
+                    if a.family.name == "AF_INET" and not a.address.startswith("127.")})
+    names = ", ".join(addrs) or "this machine's address"
+    return (f"# bound to {host}: the exports below work on this machine; on another host replace "
+            f"{LOOPBACK} with one of {names} (and copy the Dask TLS files named in DASK_* there)")
+
+
 def _exe(name: str) -> str:
     """A console script installed next to the running interpreter (the project's venv)."""
     path = Path(sys.executable).with_name(name)

@@ -140,3 +140,18 @@ def test_free_port_is_bindable_on_loopback():
     port = procs.free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_wildcard_bind_tells_other_hosts_which_address_replaces_loopback():
+    """`services up --host 0.0.0.0` exports 127.0.0.1 (right on this machine); users on other hosts are
+    told the machine's own addresses instead of being left with an address that points at themselves."""
+    import psutil
+
+    from app.services import other_hosts_note
+
+    mine = [a.address for nics in psutil.net_if_addrs().values() for a in nics
+            if a.family.name == "AF_INET" and not a.address.startswith("127.")]
+    note = other_hosts_note("0.0.0.0")
+    assert note.startswith("# bound to 0.0.0.0") and "replace 127.0.0.1" in note
+    assert all(addr in note for addr in mine)
+    assert other_hosts_note("127.0.0.1") == "" and other_hosts_note("198.18.0.2") == ""
