@@ -3,12 +3,16 @@
 ``task_runner`` yields a ``DaskTaskRunner`` on an existing scheduler or on an embedded ``LocalCluster`` of
 single-threaded worker processes on 127.0.0.1 (closed afterwards); ``preload_workers`` imports the heavy
 modules on every worker while the driver prepares; ``drain`` feeds finished chunks to a collector and fails
-within a bounded time when every worker is gone (Dask itself would wait forever).
+within a bounded time when every worker is gone (Dask itself would wait forever) or at once, with a message that
+names it, when the scheduler stops answering (its futures would otherwise come back cancelled, and their trials
+be counted as failed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -105,7 +109,13 @@ def drain(futures: list, chunks: list, collector: collect.Collector, address: st
     if not futures:
         return
     with Client(address, timeout=30, set_as_default=False) as monitor:
-        _drain_loop(futures, chunks, collector, monitor, worker_timeout, poll)
+        try:
+            _drain_loop(futures, chunks, collector, monitor, worker_timeout, poll)
+        except SchedulerLost:
+            raise
+        except (Exception, asyncio.CancelledError) as err:
+            _raise_if_scheduler_gone(monitor, futures, chunks, collector, err)
+            raise
 
 
 def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll: float) -> None:
@@ -120,7 +130,8 @@ def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll
                 outcomes = fut.result(timeout=poll)
             except TimeoutError:
                 not_done.append(fut)
-            except Exception as err:  # KilledWorker after Dask's retries, or I/O after ours
+            except (Exception, asyncio.CancelledError) as err:  # KilledWorker after Dask's retries, I/O after ours
+                _raise_if_scheduler_gone(monitor, pending, [chunk_of[id(f)] for f in pending], collector, err)
                 collector.mark_lost(chunk_of[id(fut)], f"chunk task failed: {type(err).__name__}: {err}")
             else:
                 collector.add(outcomes)
@@ -135,6 +146,37 @@ def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll
                     f"{_unfinished(waiting, collector)} of {len(collector.plan.trials)} trials unfinished; restart "
                     "workers and rerun the same command: finished trials are skipped"
                 )
+
+
+class SchedulerLost(RuntimeError):
+    """The sweep's Dask scheduler stopped answering while chunks were out."""
+
+
+def _scheduler_answers(address: str, timeout: float = 5.0) -> bool:
+    """True when something accepts TCP connections at the scheduler's address (TLS or not)."""
+    from distributed.comm.addressing import get_address_host_port
+
+    try:
+        with socket.create_connection(get_address_host_port(address), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _raise_if_scheduler_gone(monitor, futures: list, chunks: list, collector: collect.Collector,
+                             err: BaseException) -> None:
+    """A chunk future failed or the monitor's call did: if the scheduler is gone, say so and stop the sweep,
+    instead of counting the trials it held as failed."""
+    address = monitor.scheduler.address
+    if _scheduler_answers(address):
+        return
+    waiting = [t for chunk in chunks for t in chunk]
+    cause = (str(err).strip().splitlines() or [""])[0]
+    raise SchedulerLost(
+        f"the Dask scheduler at {address} stopped answering with {_unfinished(waiting, collector)} of "
+        f"{len(collector.plan.trials)} trials unfinished; restart the scheduler and its workers and rerun the same "
+        f"command: finished trials are skipped (seen as {type(err).__name__}: {cause})"
+    ) from err
 
 
 def _unfinished(waiting: list, collector: collect.Collector) -> str:

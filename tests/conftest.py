@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.services", "tests.cluster.fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -167,3 +167,44 @@ def test_flow_killed_then_rerun_runs_only_missing_trials(tmp_path, rel_prefect, 
              orphans=seen["orphans"], killed_marked=seen["killed"], rerun_s=round(rerun.elapsed, 1),
              bit_identical=True, summary_equal=not seen["summary_diffs"],
              summary_diffs=seen["summary_diffs"][:3])
+
+
+@pytest.mark.timeout(600)
+def test_scheduler_killed_mid_sweep_fails_clearly_then_rerun_completes(tmp_path, rel_prefect, own_dask, reference,
+                                                                       request):
+    """kill -9 the Dask scheduler after 2 finished trials: the sweep fails at once with a message that names the
+    scheduler and says to rerun (not a summary that counts the cut-off trials as failed); the rerun on a new
+    cluster runs only the missing trials."""
+    address, state = own_dask(2)
+    spec = h.write_spec(tmp_path, h.FAULT_SPEC)
+    store = tmp_path / "store"
+    env = h.clean_env(PREFECT_API_URL=rel_prefect)
+    proc = h.cli_sweep(spec, store, env, "--dask-address", address, "--no-gradcheck", label="scheduler-dies")
+    db = store / "mlflow.db"
+    h.wait_for(lambda: h.sqlite_finished(db) >= 2, proc, 240, "2 finished trials")
+    from app.services import procs, stop_services
+
+    sched = [procs.record_from(r) for r in procs.read_state(state)["processes"].values()
+             if r["name"] == "dask-scheduler"]
+    procs.stop(sched[0], first_signal=9)
+    t_kill = time.monotonic()
+    code = proc.wait(timeout=180)
+    fail_s = time.monotonic() - t_kill
+    message = h.failure_line(proc.stderr)
+    assert code == 1, proc.stdout[-3000:]
+    assert f"the Dask scheduler at {address}" in message and "rerun the same command" in message, message
+    ctx = h.sweep_ctx(h.sqlite_uri(store), h.FAULT_SPEC["name"])
+    before = h.census(ctx)
+    stop_services(state)
+    address2, _ = own_dask(2)
+    rerun = h.cli_sweep(spec, store, env, "--dask-address", address2, "--no-gradcheck", label="rerun")
+    assert rerun.wait(timeout=300) == 0, rerun.stderr[-3000:]
+    seen = _check_against_reference(store, reference, tmp_path)
+    assert before["finished_ids"] <= seen["finished_ids"], "a trial finished before the failure ran again"
+    ran_again = len(seen["finished_ids"] - before["finished_ids"])
+    h.record(request.node.name, injected="SIGKILL to the Dask scheduler after 2 finished trials; new cluster; "
+             "same command rerun", trials=h.N_FAULT_TRIALS, finished_before_failure=len(before["finished_ids"]),
+             rerun_ran=ran_again, finished_once=seen["finished_once"], duplicates=seen["duplicates"],
+             orphans=seen["orphans"], killed_marked=seen["killed"], fail_after_kill_s=round(fail_s, 1),
+             exit_code=code, message=message[:300], rerun_s=round(rerun.elapsed, 1), bit_identical=True,
+             summary_equal=not seen["summary_diffs"], summary_diffs=seen["summary_diffs"][:3])
