@@ -61,11 +61,14 @@ class Checkpoint:
         ``data_digest``.
     layout : ndarray of shape (n_layers, 6), int64
     loop : LoopState
+    source : str
+        Where it came from (the MLflow run id when fetched from a tracking store), for the record.
     """
 
     header: dict
     layout: np.ndarray
     loop: LoopState
+    source: str = ""
 
     @property
     def epoch(self) -> int:

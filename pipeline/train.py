@@ -71,7 +71,7 @@ def run_training(config, progress=None, data=None, resume=None, horizon=None) ->
     if resume is not None or horizon is not None:
         from_epoch = start.epoch if start is not None else 0
         metrics["epochs_trained"] = metrics["epochs_run"] - from_epoch
-        continuation = {"from_epoch": from_epoch, "note": note}
+        continuation = {"from_epoch": from_epoch, "note": note, "source": start.source if start is not None else ""}
     return TrainResult(model=model, history=model.history_, metrics=metrics,
                        config=cfg.model_dump(mode="json"), data_digest=digest,
                        data_meta=data.meta, continuation=continuation)
