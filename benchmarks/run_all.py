@@ -28,6 +28,8 @@ BENCHES = {
              ["--rounds", "1", "--memory-images", "2000"]),
     "sweep": ("Sweeps: orchestration overhead and the 10,000-trial census (issue 5)",
               ["benchmarks/bench_sweep.py"], ["--part", "overhead"]),
+    "continuation": ("Halving: checkpoint continuation vs retraining, examples/sweeps/xor_random.yaml (issue 16)",
+                     ["benchmarks/bench_continuation.py", "--repeats", "3"], ["--repeats", "1"]),
 }
 
 

@@ -32,6 +32,8 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
     model.initial_weight_scale: [0.01, 0.1, 1.0]
     model.rate: {loguniform: [1.0e-4, 1.0e-1]}   # ... or (RandomDiscrete) uniform/loguniform/choice/int
   halving: {rungs: [200, 1000, 4000], keep: 0.34} # optional successive halving over model.epochs
+                                        #   (continue: true by default: promoted trials go on from
+                                        #   their previous rung's checkpoint; false retrains from 0)
   child_per: trial                      # or config: one MLflow child per configuration with a
                                         #   per-seed table (for censuses of thousands of seeds)
   log_model: all                        # MLflow model per child: all | best | none (censuses: best);
