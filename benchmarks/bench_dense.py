@@ -168,7 +168,10 @@ def main(rounds):
         f"torch {torch_version}; {os.cpu_count()} cores; load average before {load_before[0]:.2f}, "
         f"after {os.getloadavg()[0]:.2f}. Each time is the process CPU time of the whole run (XOR: all 10,000 "
         f"epochs), best over {rounds} interleaved rounds of 2-5 repeats; one thread, so it is the wall time on an "
-        "idle core. Speed-ups and targets use these times; the sweepnet wall column is the best wall time seen.",
+        "idle core. Speed-ups and targets use these times; the sweepnet wall column is the best wall time seen. "
+        "PyTorch runs eager nn.Linear + torch.optim.SGD with zero_grad(set_to_none=True) and keeps each step's "
+        "loss as a tensor, read once per epoch (benchmarks/_torch_dense.py); NumPy is plain vectorised float32 "
+        "mini-batch SGD (benchmarks/_numpy_dense.py).",
         "",
         common.markdown_table(["case", "epochs", "sweepnet", "numpy", "torch eager", "speed-up vs numpy",
                                "speed-up vs torch", "sweepnet wall", "target", "met", "final loss (s / n / t)"],

@@ -23,7 +23,7 @@ BENCHES = {
     "dense": ("Dense networks (issue 2)", ["benchmarks/bench_dense.py"], ["--quick"]),
     "autoencoder": ("Sparse autoencoder loss-and-gradient (issue 3)", ["benchmarks/bench_autoencoder.py"], []),
     "parquet": ("Parquet patch datasets (issue 3)", ["benchmarks/bench_parquet.py"], ["--sizes", "10000,100000"]),
-    "conv": ("Convolution + pooling, UFLDL exercise shape (issue 4)",
+    "conv": ("Convolution + pooling, UFLDL exercise shape (issues 4, 15)",
              ["benchmarks/bench_conv.py", "--n", "64", "--repeats", "5", "--rounds", "3", "--memory-images", "10000"],
              ["--rounds", "1", "--memory-images", "2000"]),
     "sweep": ("Sweeps: orchestration overhead and the 10,000-trial census (issue 5)",
