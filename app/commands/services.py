@@ -18,6 +18,7 @@ from app.services import (
     load_service_set,
     other_hosts_note,
     service_status,
+    kept_note,
     start_services,
     stop_services,
 )
@@ -162,9 +163,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no services recorded in {args.state_dir}")
         return 3
-    print(f"{'name':<16} {'pid':>7}  {'alive':<5}  {'healthy':<7}  log")
+    print(f"{'name':<20} {'pid':>7}  {'alive':<5}  {'healthy':<7}  log")
     for r in rows:
-        print(f"{r['name']:<16} {r['pid']:>7}  {str(r['alive']):<5}  "
+        print(f"{r['name']:<20} {r['pid']:>7}  {str(r['alive']):<5}  "
               f"{str(r.get('healthy')):<7}  {r['log']}")
+    if any(r["service"] == "watch" and r["alive"] for r in rows):
+        print(f"# kept between sweeps: {kept_note(args.state_dir)}")
     print(svc.exports())
     return 0 if all(r["alive"] for r in rows) else 3
