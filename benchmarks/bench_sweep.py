@@ -320,7 +320,8 @@ def report_small(res: dict) -> str:
         met = "" if target is None else ("yes" if r["wall_s"] <= target else "no")
         lines.append(f"| {label} | " + " | ".join(f"{r['phases'][k]:.1f}" for k in PHASES)
                      + f" | {r['wall_s']:.1f} | {'' if target is None else f'≤ {target:.0f}'} | {met} |")
-    lines += ["", f"Warm walls: {', '.join(f'{r['wall_s']:.1f}' for r in res['warm'])} s; best objective "
+    walls = ", ".join(f"{r['wall_s']:.1f}" for r in res["warm"])
+    lines += ["", f"Warm walls: {walls} s; best objective "
               f"(train_logloss) {res['cold']['best_objective']:.4f}; `sweepnet services down` afterwards "
               f"{res['down_s']:.1f} s, left running: {res['left_running'] or 'nothing'}. "
               "\"rest\" = interpreter start, imports, the flow run's bookkeeping and (per command) the LocalCluster. "
