@@ -166,17 +166,19 @@ def kept_services(state_dir: Path, *, dask_workers: int | None = None, idle_s: f
         try:
             prefect = _alive(state_dir, "prefect")
             api = prefect["api_url"] if prefect else None
-            dask = _alive(state_dir, "dask") if dask_workers else None
-            if dask and not (dask.get("kept") and dask.get("fingerprint") == _worker_fingerprint(dask_workers, api)):
-                if dask.get("kept"):
-                    stop_services(state_dir, only=["dask"])  # older code or another environment
-                dask = None if dask.get("kept") else dask
-            started = _start(state_dir, not prefect, bool(dask_workers) and not dask, dask_workers or 0, api, timeout)
+            want_dask, dask = bool(dask_workers), _alive(state_dir, "dask") if dask_workers else None
+            if dask and not dask.get("kept"):  # `services up`'s workers log where it says: the sweep uses its own
+                want_dask, dask = False, None
+            elif dask and dask.get("fingerprint") != _worker_fingerprint(dask_workers, api):
+                stop_services(state_dir, only=["dask"])  # other code, worker count or environment: restart
+                dask = None
+            started = _start(state_dir, not prefect, want_dask and not dask, dask_workers or 0, api, timeout)
             _ensure_watch(state_dir, idle_s)
             prefect = _alive(state_dir, "prefect")
             info = {"api_url": prefect["api_url"], "auth": bool(prefect.get("auth")),
-                    "dask_address": (_alive(state_dir, "dask") or {}).get("address") if dask_workers else None,
-                    "started": started, "reused": [n for n in ("prefect", "dask") if n not in started]}
+                    "dask_address": (_alive(state_dir, "dask") or {}).get("address") if want_dask else None,
+                    "started": started,
+                    "reused": [n for n in ("prefect", "dask")[:1 + want_dask] if n not in started]}
         except BaseException:
             mark.unlink(missing_ok=True)
             raise

@@ -206,7 +206,7 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
     sdir = Path(state_dir or DEFAULT_STATE_DIR).resolve()
     sdir.mkdir(parents=True, exist_ok=True)
     sdir.chmod(0o711)  # others may traverse (PostgreSQL runs as its own user), not list
-    running = set(_running_services(sdir))
+    running = _replace_kept(sdir, names)
     todo = [n for n in names if n not in running and n not in ("postgres", "watch")]
     try:
         dbs = _databases(sdir, names, backend, running, timeout)
@@ -233,6 +233,17 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
         stop_services(sdir, only=todo + [s for s in started_db if s not in running])
         raise ServiceError("could not start services, stopped them again:\n" + "\n".join(errors))
     return load_service_set(sdir)
+
+
+def _replace_kept(sdir: Path, names: tuple[str, ...]) -> set[str]:
+    """The running services, after stopping those of ``names`` that a sweep kept (``app.services.keep``: a
+    Prefect server without work pool or UI, Dask workers set up for that server) so that ``up`` starts its own."""
+    state = procs.read_state(sdir)["services"]
+    running = set(_running_services(sdir))
+    kept = [n for n in names if n in running and state[n].get("kept")]
+    if kept:
+        stop_services(sdir, only=kept)
+    return running - set(kept)
 
 
 def _running_services(state_dir: Path) -> list[str]:
