@@ -88,11 +88,13 @@ def _kept(store: Path, dask_workers: int | None) -> Iterator[dict]:
 
 @contextmanager
 def _per_command(store: Path) -> Iterator[dict]:
-    from app.services import start_prefect, stop_services
+    from app.services import save_prefect_template, seed_prefect_db, start_prefect, stop_services
 
     state = (store / "prefect-for-sweeps").resolve()
     print(f"starting a local Prefect server (state in {state}) ...", file=sys.stderr, flush=True)
+    seed_prefect_db(state)
     info = start_prefect(state, worker=False, ui=False)
+    save_prefect_template(state)
     try:
         yield {"api_url": info["api_url"], "dask_address": None, "started": {"prefect": info["startup_s"]}}
     finally:

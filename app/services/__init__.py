@@ -7,7 +7,8 @@ with a non-admin pipeline user, a Prefect API auth string, Dask TLS. See :mod:`a
 """
 
 from app.services.credentials import dask_tls_env
-from app.services.keep import idle_seconds, keep_enabled, kept_note, kept_services
+from app.services.keep import (idle_seconds, keep_enabled, kept_note, kept_services, save_prefect_template,
+                                seed_prefect_db)
 from app.services.mlflow_server import pipeline_credentials, start_mlflow
 from app.services.postgres import start_postgres
 from app.services.procs import ServiceError, free_port, http_status, read_state
@@ -54,6 +55,8 @@ __all__ = [
     "pipeline_credentials",
     "prefect_auth_string",
     "read_state",
+    "save_prefect_template",
+    "seed_prefect_db",
     "service_status",
     "start_dask",
     "start_mlflow",

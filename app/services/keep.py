@@ -19,6 +19,8 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -115,6 +117,7 @@ def _start(state_dir: Path, want_prefect: bool, want_dask: bool, n_workers: int,
     api = api_url or f"http://{LOOPBACK}:{port}/api"
     jobs = {}
     if want_prefect:
+        seeded = seed_prefect_db(state_dir)
         jobs["prefect"] = lambda: start_prefect(state_dir, port=port, worker=False, ui=False, timeout=timeout)
     if want_dask:
         env = {"PREFECT_API_URL": api, "PREFECT_HOME": str((state_dir / "prefect").resolve())}
@@ -127,10 +130,51 @@ def _start(state_dir: Path, want_prefect: bool, want_dask: bool, n_workers: int,
         stop_services(state_dir, only=list(jobs))
         raise procs.ServiceError("could not start local services, stopped them again:\n" + "\n".join(errors))
     if want_prefect:
-        _mark(state_dir, "prefect")
+        _mark(state_dir, "prefect", seeded_db=seeded)
+        save_prefect_template(state_dir)
     if want_dask:
         _mark(state_dir, "dask", fingerprint=_worker_fingerprint(n_workers, api))
     return {name: round(time.monotonic() - t0, 2) for name in jobs}
+
+
+def _prefect_template() -> Path:
+    """Where a migrated, empty Prefect database of the installed Prefect version is kept (beside the MLflow one)."""
+    import importlib.metadata
+
+    from pipeline.store_seed import cache_dir
+
+    return cache_dir() / f"prefect-{importlib.metadata.version('prefect')}-empty.db"
+
+
+def seed_prefect_db(state_dir: Path) -> bool:
+    """A new local Prefect server's sqlite database as a copy of the migrated template (its schema migrations
+    are a third of a cold start here). True when seeded; never touches an existing database."""
+    db, template = Path(state_dir) / "prefect" / "prefect.db", _prefect_template()
+    if db.exists() or not template.exists():
+        return False
+    procs.private_dir(db.parent)
+    shutil.copyfile(template, db)
+    return True
+
+
+def save_prefect_template(state_dir: Path) -> None:
+    """After a fresh server answered (migrated, no flow run yet): a consistent copy of its database as the
+    template, through sqlite's backup API (the server keeps writing); best effort."""
+    template = _prefect_template()
+    db = Path(state_dir) / "prefect" / "prefect.db"
+    if template.exists() or not db.exists():
+        return
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        tmp = template.with_name(f".{template.name}.{os.getpid()}")
+        src, dst = sqlite3.connect(db, timeout=30), sqlite3.connect(tmp)
+        try:
+            src.backup(dst)
+        finally:
+            src.close(), dst.close()
+        os.replace(tmp, template)
+    except (OSError, sqlite3.Error):
+        pass
 
 
 def _ensure_watch(state_dir: Path, idle_s: float) -> None:

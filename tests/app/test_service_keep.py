@@ -128,3 +128,19 @@ def test_keep_settings_are_read_from_the_flag_then_the_environment(monkeypatch):
     monkeypatch.setenv(keep.IDLE_ENV, "0")
     with pytest.raises(ValueError, match=r"must be > 0 seconds; use --no-keep-services"):
         keep.idle_seconds()
+
+
+def test_a_new_local_prefect_servers_database_is_a_copy_of_the_first_migrated_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEPNET_CACHE_DIR", str(tmp_path / "cache"))
+    seeded = {}
+    for name in ("first", "second"):
+        state = tmp_path / name
+        try:
+            with keep.kept_services(state, idle_s=60) as info:
+                # the server answered a flow-run query on the copied database (start_prefect's readiness check)
+                assert procs.http_status(info["api_url"] + "/flow_runs/filter", body={"limit": 1}) == 200
+                seeded[name] = procs.read_state(state)["services"]["prefect"]["seeded_db"]
+        finally:
+            stop_services(state)
+    assert seeded == {"first": False, "second": True}
+    assert list((tmp_path / "cache").glob("prefect-*-empty.db"))
