@@ -32,6 +32,11 @@ Start, inspect and stop the services a distributed sweep talks to, as local proc
   postgres  with --backend postgres: a throwaway PostgreSQL cluster in the state directory
             holding MLflow's backend store and the Prefect database
 
+`sweepnet sweep` keeps its own Prefect server and Dask workers in STORE/services (the default
+state directory for the default store) with an idle watch (`sweepnet-idle-watch`) that stops
+them after SWEEPNET_SERVICES_IDLE_S seconds unused (600); `status` shows them, `down` stops
+them now, and `up` replaces them with its own.
+
 Everything binds 127.0.0.1 unless you pass --host. Beyond loopback every service is locked
 by default (--auth on loopback, --no-auth to refuse): MLflow basic auth with a non-admin
 pipeline user, a Prefect API auth string, Dask over TLS with generated certificates.
