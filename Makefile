@@ -59,8 +59,10 @@ hosttools:
 
 # A real sweep on embedded defaults: an XOR initialisation census (hidden x epsilon x 20 seeds) and a digits
 # grid (activation x l1 x input dropout x 3 seeds) on a local Dask cluster, tracked in .sweepnet/mlflow.db.
+# --no-keep-services: the demo starts its Prefect server and Dask workers and stops them (a user's own sweeps keep
+# them running for the next sweep; see README "Local services between sweeps").
 demo: setup
-	$(VENV)/bin/sweepnet sweep examples/sweeps/xor_census.yaml examples/sweeps/digits_grid.yaml
+	$(VENV)/bin/sweepnet sweep --no-keep-services examples/sweeps/xor_census.yaml examples/sweeps/digits_grid.yaml
 
 test: setup
 	$(PY) -m pytest

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,28 +24,81 @@ _QUIET = {"PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_LOGGING_ROOT_LEVEL": "WAR
 
 
 @contextmanager
-def prefect_api(store: Path, verbose: bool = False) -> Iterator[str | None]:
-    """``PREFECT_API_URL`` if set, else a local Prefect server for this command (stopped by PID on exit)."""
+def prefect_api(store: Path, verbose: bool = False, keep: bool | None = None) -> Iterator[str | None]:
+    """``PREFECT_API_URL`` if set, else a local Prefect server (see :func:`local_services`)."""
+    with local_services(store, verbose, keep) as info:
+        yield info["api_url"]
+
+
+@contextmanager
+def local_services(store: Path, verbose: bool = False, keep: bool | None = None,
+                   dask_workers: int | None = None) -> Iterator[dict]:
+    """The Prefect API (and, kept, a Dask scheduler) of one command: ``api_url``, ``dask_address``, ``timing``.
+
+    ``PREFECT_API_URL`` if set. Else, by default (``keep``: ``--[no-]keep-services``, else
+    ``SWEEPNET_KEEP_SERVICES``), a Prefect server and ``dask_workers`` Dask workers kept running under
+    ``STORE/services`` between commands and stopped by an idle watch (``app.services.keep``); with keeping
+    off, a Prefect server for this command only, stopped by PID on exit.
+    """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         for key, value in _QUIET.items():
             os.environ.setdefault(key, value)
+    timing: dict = {"start_s": 0.0, "stop_s": 0.0, "reused": [], "kept": False}
     if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
+        yield {"api_url": os.environ["PREFECT_API_URL"], "dask_address": None, "timing": timing}
         return
-    from app.services import start_prefect, stop_services
+    from app.services import keep_enabled
+
+    t0 = time.perf_counter()
+    if keep_enabled(keep):
+        cm, state = _kept(store, dask_workers), (store / "services").resolve()
+    else:
+        cm, state = _per_command(store), (store / "prefect-for-sweeps").resolve()
+    with cm as info:
+        timing.update(start_s=round(time.perf_counter() - t0, 2), reused=info.get("reused", []),
+                      kept=bool(info.get("kept")))
+        os.environ.update(PREFECT_API_URL=info["api_url"], PREFECT_HOME=str(state / "prefect"))
+        if info.get("auth_string"):
+            os.environ["PREFECT_API_AUTH_STRING"] = info["auth_string"]
+        try:
+            yield {**info, "timing": timing}
+        finally:
+            _flush_prefect()  # logs and events still queued for the server go out before it stops (or we exit)
+            t1 = time.perf_counter()
+    timing["stop_s"] = round(time.perf_counter() - t1, 2)
+    for key in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_API_AUTH_STRING"):
+        os.environ.pop(key, None)
+
+
+@contextmanager
+def _kept(store: Path, dask_workers: int | None) -> Iterator[dict]:
+    from app.services import idle_seconds, kept_services, prefect_auth_string
+
+    state = (store / "services").resolve()
+    with kept_services(state, dask_workers=dask_workers) as info:
+        what = ", ".join(f"{n} started in {s:.1f} s" for n, s in info["started"].items())
+        what = "; ".join(filter(None, [what, ", ".join(f"{n} reused" for n in info["reused"])]))
+        print(f"local services in {state}: {what} (kept; stopped after {idle_seconds():.0f} s unused, or by "
+              f"`sweepnet services down --state-dir {state}`)", file=sys.stderr, flush=True)
+        if info.get("auth"):
+            info["auth_string"] = prefect_auth_string(state)
+        yield {**info, "kept": True}
+
+
+@contextmanager
+def _per_command(store: Path) -> Iterator[dict]:
+    from app.services import save_prefect_template, seed_prefect_db, start_prefect, stop_services
 
     state = (store / "prefect-for-sweeps").resolve()
     print(f"starting a local Prefect server (state in {state}) ...", file=sys.stderr, flush=True)
+    seed_prefect_db(state)
     info = start_prefect(state, worker=False, ui=False)
-    os.environ.update(PREFECT_API_URL=info["api_url"], PREFECT_HOME=str(state / "prefect"))
+    save_prefect_template(state)
     try:
-        yield info["api_url"]
+        yield {"api_url": info["api_url"], "dask_address": None, "started": {"prefect": info["startup_s"]}}
     finally:
-        _flush_prefect()  # logs and events still queued for the server go out before it stops
         stop_services(state, only=["prefect"])
-        for key in ("PREFECT_API_URL", "PREFECT_HOME"):
-            os.environ.pop(key, None)
 
 
 def _flush_prefect() -> None:
@@ -79,7 +133,7 @@ def run_one(spec: str, store: Path, **options) -> tuple[int, dict | None]:
 def run_specs(specs: list[str], store: Path, *, dask_address: str | None = None, n_workers: int | None = None,
               worker_timeout: float = 120.0, check_gradient: bool = True, top: int = 10, verbose: bool = False,
               summary_json: str | None = None, train_fn: str | None = None, reuse_older: bool = False,
-              lease_wait: float = 0.0) -> int:
+              lease_wait: float = 0.0, keep_services: bool | None = None) -> int:
     """Run each sweep file in turn and print its summary; the exit code is the worst of them."""
     from pipeline import tracking
 
@@ -90,16 +144,21 @@ def run_specs(specs: list[str], store: Path, *, dask_address: str | None = None,
                    check_gradient=check_gradient, reuse_older=reuse_older, lease_wait=lease_wait)
     if train_fn:
         options["train_fn"] = train_fn
-    worst, links = EXIT_OK, []
-    with prefect_api(store, verbose):
+    own_dask = not (dask_address or os.environ.get("SWEEPNET_DASK_ADDRESS"))
+    worst, links, last = EXIT_OK, [], None
+    with local_services(store, verbose, keep_services, (n_workers or os.cpu_count() or 1) if own_dask else None) as svc:
+        if svc.get("dask_address"):  # kept workers: no LocalCluster to start and stop per sweep
+            options.update(dask_address=svc["dask_address"], n_workers=n_workers or os.cpu_count() or 1)
         for spec in specs:
             code, result = run_one(spec, store, **options)
             if result is not None:
                 print_summary(result, top)
                 links.append(result)
-                if summary_json:
-                    Path(summary_json).write_text(summary_to_json(result))
+                last = result
             worst = max(worst, code)
+    if summary_json and last is not None:  # with the services' start and stop seconds (``timing.services``)
+        last.setdefault("timing", {})["services"] = svc["timing"]
+        Path(summary_json).write_text(summary_to_json(last))
     print(open_ui_lines(store, links))
     return worst
 

@@ -26,7 +26,8 @@ BENCHES = {
     "conv": ("Convolution + pooling, UFLDL exercise shape (issues 4, 15)",
              ["benchmarks/bench_conv.py", "--n", "64", "--repeats", "5", "--rounds", "3", "--memory-images", "10000"],
              ["--rounds", "1", "--memory-images", "2000"]),
-    "sweep": ("Sweeps: orchestration overhead and the 10,000-trial census (issue 5)",
+    "sweep": ("Sweeps: orchestration overhead, the 10,000-trial census (issue 5), a small sweep's fixed cost "
+              "(issue 15)",
               ["benchmarks/bench_sweep.py"], ["--part", "overhead"]),
     "continuation": ("Halving: checkpoint continuation vs retraining, examples/sweeps/xor_random.yaml (issue 16)",
                      ["benchmarks/bench_continuation.py", "--repeats", "3"], ["--repeats", "1"]),

@@ -73,6 +73,7 @@ def sweep_flow(spec: str | dict[str, Any], store_dir: str = ".sweepnet", trackin
     timing = {"prepare_s": time.perf_counter() - t0, "fanout_s": 0.0, "trial_compute_s": 0.0, "trial_logging_s": 0.0,
               "chunks": 0}
     rows: list[dict] = []
+    _import_in_background("pipeline.plots")  # matplotlib loads while the workers train, not after them
     try:
         while plan is not None:
             t1 = time.perf_counter()
@@ -101,6 +102,20 @@ def sweep_flow(spec: str | dict[str, Any], store_dir: str = ".sweepnet", trackin
     timing.update(summary_s=time.perf_counter() - t2, chunk_size=last.chunk_size, probe_trial_s=last.trial_secs)
     publish_summary(last.spec.name, result)  # after the parent is closed and the champion registered
     return {**result, "timing": timing}
+
+
+def _import_in_background(module: str) -> None:
+    """Import ``module`` in a daemon thread: the driver mostly waits during the fan-out, the summary needs it."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        try:
+            importlib.import_module(module)
+        except Exception:  # the summary imports it again and reports a real failure there
+            pass
+
+    threading.Thread(target=load, daemon=True, name=f"import-{module}").start()
 
 
 def run_sweep(spec: str | dict[str, Any], store_dir: str = ".sweepnet", dask_address: str | None = None,

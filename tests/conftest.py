@@ -7,6 +7,11 @@ import pytest
 
 pytest_plugins = ["tests.services", "tests.cluster.fixtures"]
 
+# `sweepnet sweep` keeps its local Prefect server and Dask workers for the next sweep by default; a test starts
+# from nothing and leaves nothing running, so tests (and the sweeps they spawn, which inherit this) keep nothing
+# unless they ask with --keep-services and stop what they kept by PID (tests/app/test_service_keep.py)
+os.environ["SWEEPNET_KEEP_SERVICES"] = "0"
+
 
 @pytest.fixture(autouse=True)
 def _tracking_uri_does_not_leak():

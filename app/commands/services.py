@@ -18,6 +18,7 @@ from app.services import (
     load_service_set,
     other_hosts_note,
     service_status,
+    kept_note,
     start_services,
     stop_services,
 )
@@ -30,6 +31,11 @@ Start, inspect and stop the services a distributed sweep talks to, as local proc
   prefect   `prefect server` + a `process` work pool + `prefect worker`
   postgres  with --backend postgres: a throwaway PostgreSQL cluster in the state directory
             holding MLflow's backend store and the Prefect database
+
+`sweepnet sweep` keeps its own Prefect server and Dask workers in STORE/services (the default
+state directory for the default store) with an idle watch (`sweepnet-idle-watch`) that stops
+them after SWEEPNET_SERVICES_IDLE_S seconds unused (600); `status` shows them, `down` stops
+them now, and `up` replaces them with its own.
 
 Everything binds 127.0.0.1 unless you pass --host. Beyond loopback every service is locked
 by default (--auth on loopback, --no-auth to refuse): MLflow basic auth with a non-admin
@@ -162,9 +168,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no services recorded in {args.state_dir}")
         return 3
-    print(f"{'name':<16} {'pid':>7}  {'alive':<5}  {'healthy':<7}  log")
+    print(f"{'name':<20} {'pid':>7}  {'alive':<5}  {'healthy':<7}  log")
     for r in rows:
-        print(f"{r['name']:<16} {r['pid']:>7}  {str(r['alive']):<5}  "
+        print(f"{r['name']:<20} {r['pid']:>7}  {str(r['alive']):<5}  "
               f"{str(r.get('healthy')):<7}  {r['log']}")
+    if any(r["service"] == "watch" and r["alive"] for r in rows):
+        print(f"# kept between sweeps: {kept_note(args.state_dir)}")
     print(svc.exports())
     return 0 if all(r["alive"] for r in rows) else 3

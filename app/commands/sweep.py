@@ -42,8 +42,11 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
   census: {metric: train_MSE, solved_below: 0.05}   # what "solved" means in the census
 
 Where it runs:
-  default        a LocalCluster (one single-threaded worker process per core, 127.0.0.1), one local
-                 Prefect server started for the sweep, MLflow in STORE/mlflow.db
+  default        a local Prefect server and Dask workers (one single-threaded process per core) on
+                 127.0.0.1, started by the first sweep and kept under STORE/services for the next one
+                 (`sweepnet services status --state-dir STORE/services`; stopped after 600 s unused,
+                 SWEEPNET_SERVICES_IDLE_S, or by `services down`; --no-keep-services or
+                 SWEEPNET_KEEP_SERVICES=0: started and stopped per command); MLflow in STORE/mlflow.db
   existing infra --dask-address tcp://HOST:8786 (or SWEEPNET_DASK_ADDRESS), MLFLOW_TRACKING_URI,
                  PREFECT_API_URL; e.g. `eval "$(sweepnet services up)"`
 
@@ -133,6 +136,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="if another run of the same sweep holds its lease, wait up to this long for it "
                         "(default: refuse at once, exit 2)")
+    p.add_argument("--keep-services", action=argparse.BooleanOptionalAction, default=None,
+                   help="without PREFECT_API_URL: keep the local Prefect server and Dask workers running under "
+                        "STORE/services for the next sweep, stopped after SWEEPNET_SERVICES_IDLE_S seconds unused "
+                        "(default 600) or by `sweepnet services down --state-dir STORE/services`; "
+                        "--no-keep-services starts and stops them for this command only "
+                        "(default: on unless SWEEPNET_KEEP_SERVICES=0)")
     # hooks for tests and benchmarks, hidden from --help: the last sweep's counts and timing as JSON, and the
     # dotted path of the per-trial training function (fault-injection tests swap it)
     p.add_argument("--summary-json", default=None, help=argparse.SUPPRESS)
@@ -145,7 +154,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return run_specs(args.specs, store=Path(args.store), dask_address=args.dask_address, n_workers=args.workers,
                      worker_timeout=args.worker_timeout, check_gradient=not args.no_gradcheck, top=args.top,
                      verbose=args.verbose, summary_json=args.summary_json, train_fn=args.train_fn,
-                     reuse_older=args.reuse_older, lease_wait=args.wait)
+                     reuse_older=args.reuse_older, lease_wait=args.wait, keep_services=args.keep_services)
 
 
 cmd_demo = cmd_sweep

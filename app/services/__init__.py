@@ -7,6 +7,8 @@ with a non-admin pipeline user, a Prefect API auth string, Dask TLS. See :mod:`a
 """
 
 from app.services.credentials import dask_tls_env
+from app.services.keep import (idle_seconds, keep_enabled, kept_note, kept_services, save_prefect_template,
+                                seed_prefect_db)
 from app.services.mlflow_server import pipeline_credentials, start_mlflow
 from app.services.postgres import start_postgres
 from app.services.procs import ServiceError, free_port, http_status, read_state
@@ -44,11 +46,17 @@ __all__ = [
     "dask_tls_env",
     "free_port",
     "http_status",
+    "idle_seconds",
+    "keep_enabled",
+    "kept_note",
+    "kept_services",
     "load_service_set",
     "other_hosts_note",
     "pipeline_credentials",
     "prefect_auth_string",
     "read_state",
+    "save_prefect_template",
+    "seed_prefect_db",
     "service_status",
     "start_dask",
     "start_mlflow",

@@ -33,8 +33,10 @@ from app.services.starters import (DEFAULT_POOL, LOOPBACK, client_host, prefect_
 
 DEFAULT_STATE_DIR = Path(".sweepnet") / "services"
 SERVICES = ("dask", "mlflow", "prefect")
-ALL_SERVICES = (*SERVICES, "postgres")  # postgres starts with --backend postgres (or --only postgres)
-_STOP_ORDER = ("prefect-worker", "prefect-server", "mlflow-server", "dask-worker", "dask-scheduler", "postgres")
+# postgres starts with --backend postgres (or --only postgres); watch is the idle watch of services kept between
+# sweeps (app.services.keep): never started here, stopped by `down` with the rest
+ALL_SERVICES = (*SERVICES, "postgres", "watch")
+_STOP_ORDER = ("sweepnet-idle-watch", "prefect-worker", "prefect-server", "mlflow-server", "dask-worker", "dask-scheduler", "postgres")
 
 
 @dataclass(frozen=True)
@@ -204,8 +206,8 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
     sdir = Path(state_dir or DEFAULT_STATE_DIR).resolve()
     sdir.mkdir(parents=True, exist_ok=True)
     sdir.chmod(0o711)  # others may traverse (PostgreSQL runs as its own user), not list
-    running = set(_running_services(sdir))
-    todo = [n for n in names if n not in running and n != "postgres"]
+    running = _replace_kept(sdir, names)
+    todo = [n for n in names if n not in running and n not in ("postgres", "watch")]
     try:
         dbs = _databases(sdir, names, backend, running, timeout)
     except ServiceError:
@@ -233,6 +235,17 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
     return load_service_set(sdir)
 
 
+def _replace_kept(sdir: Path, names: tuple[str, ...]) -> set[str]:
+    """The running services, after stopping those of ``names`` that a sweep kept (``app.services.keep``: a
+    Prefect server without work pool or UI, Dask workers set up for that server) so that ``up`` starts its own."""
+    state = procs.read_state(sdir)["services"]
+    running = set(_running_services(sdir))
+    kept = [n for n in names if n in running and state[n].get("kept")]
+    if kept:
+        stop_services(sdir, only=kept)
+    return running - set(kept)
+
+
 def _running_services(state_dir: Path) -> list[str]:
     """Services whose every recorded process is alive and whose start-up completed."""
     state = procs.read_state(state_dir)
@@ -249,7 +262,8 @@ def load_service_set(state_dir: Path | str | None = None) -> ServiceSet:
     sdir = Path(state_dir or DEFAULT_STATE_DIR)
     services = procs.read_state(sdir)["services"]
     live = set(_running_services(sdir))
-    dask, mlflow, prefect, pg = (services.get(n, {}) if n in live else {} for n in ALL_SERVICES)
+    dask, mlflow, prefect, pg = (services.get(n, {}) if n in live else {} for n in ("dask", "mlflow", "prefect",
+                                                                                    "postgres"))
     startup = {k: services[k]["startup_s"] for k in live if "startup_s" in services[k]}
     return ServiceSet(
         sdir, dask.get("address"), dask.get("dashboard_url"), mlflow.get("tracking_uri"), bool(mlflow.get("auth")),

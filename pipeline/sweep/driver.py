@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import tracking, version
+from pipeline.store_seed import seed_sqlite_store
 from pipeline.config import get_dotted, set_dotted
 from pipeline.sweep import expand as ex
 from pipeline.sweep import lease
@@ -182,6 +183,7 @@ def prepare(
     store = Path(store_dir).resolve()
     uri = tracking_uri or tracking.default_tracking_uri(store)
     tracking.check_reachable(uri)  # seconds, not MLflow's ~4 minutes of client retries
+    seed_sqlite_store(uri)  # a new local store: a copy of a migrated one, not ~90 migrations again
     gate = gradient_check(trials) if check_gradient else None
     store.mkdir(parents=True, exist_ok=True)
     key = sweep_key(spec, trials[0].data_digest)

@@ -1,8 +1,10 @@
 """DataSpec validation, built-ins, tabular files, splits and digests."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -126,3 +128,20 @@ def test_split_errors():
         load_data({"source": "digits", "labels": [42]})
     with pytest.raises(ValueError, match=r"one target, 'label'"):
         load_data({"source": "digits", "target": "digit"})
+
+
+def test_digits_read_without_scikit_learn_are_load_digits_bit_for_bit():
+    # read from scikit-learn's own csv without importing it (~1-2 s of a small sweep's start)
+    code = ("import sys; from pipeline.datasets.builtin import load_builtin; raw = load_builtin('digits'); "
+            "print('sklearn' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert proc.stdout.strip() == "False"
+    from sklearn.datasets import load_digits
+
+    from pipeline.datasets.builtin import load_builtin
+
+    raw, bunch = load_builtin("digits"), load_digits()
+    np.testing.assert_array_equal(raw.X, np.ascontiguousarray(bunch.data, dtype=np.float64) / 16.0)
+    np.testing.assert_array_equal(raw.y, bunch.target.astype(np.float64))
+    assert raw.X.flags.c_contiguous and raw.X.dtype == np.float64 and raw.X.shape == (1797, 64)
