@@ -5,6 +5,9 @@ separate processes with thread pools pinned. This script only sequences them,
 records the machine and its load before and after each, and assembles the file.
 
     python benchmarks/run_all.py [--only dense,conv,parquet,sweep] [--quick]
+
+With ``--only``, the sections of the other benchmarks already in the output file are kept as they are (each
+keeps its own date and load line), so that a part can be re-measured without rerunning the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ BENCHES = {
     "sweep": ("Sweeps: orchestration overhead, the 10,000-trial census (issue 5), a small sweep's fixed cost "
               "(issue 15)",
               ["benchmarks/bench_sweep.py"], ["--part", "overhead"]),
+    "auth": ("MLflow basic auth: the credential cache (issue 12)",
+             ["benchmarks/bench_auth_cache.py", "--children", "40", "--writers", "1,2"], ["--children", "10"]),
     "continuation": ("Halving: checkpoint continuation vs retraining, examples/sweeps/xor_random.yaml (issue 16)",
                      ["benchmarks/bench_continuation.py", "--repeats", "3"], ["--repeats", "1"]),
 }
@@ -44,14 +49,23 @@ def run(name: str, quick: bool) -> str:
     if not script.exists():
         return f"## {title}\n\n(not run: {command[0]} is missing)\n"
     args = [sys.executable, str(script), *command[1:], *(quick_args if quick else [])]
-    before = _load()
+    before, stamp = _load(), dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     print(f"running {' '.join(args[1:])} (load {before})", file=sys.stderr, flush=True)
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     body = result.stdout.strip() or "(no output)"
     if result.returncode != 0:
         body += f"\n\nexit code {result.returncode}; stderr tail:\n```\n{result.stderr[-2000:]}\n```"
-    return (f"## {title}\n\n`{' '.join(args[1:]).replace(str(ROOT) + '/', '')}` — load average (1/5/15 min) "
+    return (f"## {title}\n\n`{' '.join(args[1:]).replace(str(ROOT) + '/', '')}` — measured {stamp}; "
+            f"load average (1/5/15 min) "
             f"before {before}, after {_load()}\n\n{body}\n")
+
+
+def _sections(path: Path) -> dict[str, str]:
+    """The ``## title`` sections of an existing BENCHMARKS.md, by title."""
+    if not path.exists():
+        return {}
+    parts = path.read_text().split("\n## ")[1:]
+    return {part.split("\n", 1)[0]: "## " + part.rstrip("\n") + "\n" for part in parts}
 
 
 def main() -> int:
@@ -66,10 +80,12 @@ def main() -> int:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHES)}")
     header = (f"# Benchmarks\n\nWritten by `make bench` (benchmarks/run_all.py) on {dt.date.today()}: "
               f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
-              "Every figure below was measured in that run; ratios compare implementations measured in the "
-              "same run, each in its own process with its thread pools pinned.\n")
-    sections = [run(name, args.quick) for name in names]
-    Path(args.out).write_text("\n".join([header, *sections]))
+              "Each section's first line says when it was measured and the machine's load; ratios compare "
+              "implementations measured in the same run, each in its own process with its thread pools pinned.\n")
+    kept = _sections(Path(args.out))
+    fresh = {name: run(name, args.quick) for name in names}
+    sections = [fresh.get(name) or kept.get(BENCHES[name][0]) for name in BENCHES]
+    Path(args.out).write_text("\n".join([header, *[s for s in sections if s]]))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
