@@ -6,7 +6,8 @@ A sweep file is YAML::
     base: ../configs/xor.yaml          # path relative to this file, or an inline config mapping
     objective: {metric: train_MSE, direction: minimize}   # a key of TrainResult.metrics; valid_* needs
                                        # data.valid_fraction > 0; test_* is refused unless select_on_test: true
-    strategy: {kind: Cartesian}        # or {kind: RandomDiscrete, max_models: 20, seed: 7}
+    strategy: {kind: Cartesian}        # or {kind: RandomDiscrete, max_models: 20, seed: 7}, or
+                                       # {kind: Optuna, sampler: tpe, n_trials: 40, seed: 7, max_concurrent: 2}
     seeds: 20                          # or an explicit list [0, 1, 5]; the initialisation axis
     space:
       model.hidden: [[2], [3], [4]]                # grid list
@@ -14,7 +15,8 @@ A sweep file is YAML::
       model.rate: {loguniform: [1.0e-4, 1.0e-1]}   # RandomDiscrete only
       model.epochs: {int: [10, 100]}
       model.activation: {choice: [Tanh, Rectifier]}
-    halving: {rungs: [20, 60, 200], keep: 0.34}   # optional successive halving over model.epochs
+    halving: {rungs: [20, 60, 200], keep: 0.34}   # optional successive halving over model.epochs;
+                                       # mode: async promotes as results arrive (ASHA), sync (default) per rung
     child_per: trial                   # or config: one MLflow child per configuration + per-seed table
     census: {metric: train_MSE, solved_below: 0.05}   # "solved"; "reaches best" = within best_atol
     log_model: all                     # MLflow model per child: all | best | none (default: all; best for
@@ -22,7 +24,9 @@ A sweep file is YAML::
 
 h2o.grid semantics: ``Cartesian`` enumerates every combination of the lists; ``RandomDiscrete`` draws
 ``max_models`` distinct configurations (each is then trained once per seed) and stops launching trials
-after ``max_runtime_secs``. Unlike h2o, a swept seed (``seeds`` or ``model.seed`` in ``space``) is never
+after ``max_runtime_secs``. ``Optuna`` runs Optuna's ask/tell loop with ``sampler`` (tpe, cmaes, random,
+nsga2) for ``n_trials`` configurations, at most ``max_concurrent`` in flight (default: one per worker); a
+configuration's value is the ``aggregate`` (mean or median) of its seeds' objective. Unlike h2o, a swept seed (``seeds`` or ``model.seed`` in ``space``) is never
 overridden.
 """
 
@@ -35,6 +39,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _DIST_KINDS = ("uniform", "loguniform", "choice", "int_range")
+#: Optuna samplers a spec may name (``strategy.sampler``).
+SAMPLERS = ("tpe", "cmaes", "random", "nsga2")
 #: A sweep with at least this many seeds per configuration is a census: it logs only the best child's model.
 CENSUS_SEEDS = 5
 
@@ -96,7 +102,7 @@ class Strategy(BaseModel):
     """h2o.grid search criteria."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["Cartesian", "RandomDiscrete"] = "Cartesian"
+    kind: Literal["Cartesian", "RandomDiscrete", "Optuna"] = "Cartesian"
     max_models: int | None = Field(default=None, gt=0)
     max_runtime_secs: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0)
@@ -106,9 +112,22 @@ class Strategy(BaseModel):
     stopping_rounds: int = Field(default=0, ge=0)
     stopping_metric: str = Field(default="AUTO", min_length=1)  # AUTO: the objective; else a metrics key
     stopping_tolerance: float = Field(default=0.001, ge=0)
+    #: kind Optuna: the sampler, how many configurations, how many in flight (None: one per worker) and
+    #: how a configuration's seeds make its value
+    sampler: str | None = None
+    n_trials: int | None = Field(default=None, gt=0)
+    max_concurrent: int | None = Field(default=None, gt=0)
+    aggregate: Literal["mean", "median"] = "mean"
 
     @model_validator(mode="after")
     def _random_needs_bound(self) -> Strategy:
+        if self.kind == "Optuna":
+            _check_optuna(self)
+        elif self.sampler is not None or self.n_trials is not None or self.max_concurrent is not None:
+            raise ValueError(
+                f"strategy.sampler/n_trials/max_concurrent belong to kind Optuna, but strategy.kind is {self.kind}; "
+                "set kind: Optuna or remove them"
+            )
         if self.kind == "RandomDiscrete" and self.max_models is None:
             raise ValueError(
                 "strategy.kind RandomDiscrete needs strategy.max_models (how many configurations to draw), "
@@ -122,12 +141,32 @@ class Strategy(BaseModel):
         return self
 
 
+def _check_optuna(strategy: Strategy) -> None:
+    if strategy.sampler not in SAMPLERS:
+        raise ValueError(
+            f"strategy.sampler = {strategy.sampler!r} is not an Optuna sampler sweepnet knows; "
+            f"use one of {', '.join(SAMPLERS)}, e.g. {{kind: Optuna, sampler: tpe, n_trials: 40}}"
+        )
+    if strategy.n_trials is None:
+        raise ValueError(
+            "strategy.kind Optuna needs strategy.n_trials (how many configurations to ask Optuna for), "
+            "e.g. {kind: Optuna, sampler: tpe, n_trials: 40}"
+        )
+    if strategy.max_models is not None or strategy.stopping_rounds:
+        raise ValueError(
+            "strategy.max_models and stopping_rounds belong to RandomDiscrete; with kind Optuna use n_trials"
+        )
+
+
 class Halving(BaseModel):
     """Successive halving: every configuration trains ``rungs[0]`` epochs, the best ``keep`` go on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     rungs: tuple[int, ...] = Field(min_length=2)
     keep: float = Field(default=0.5, gt=0, lt=1)
+    #: sync: a rung waits for all its configurations; async (ASHA): promote as soon as a configuration is
+    #: in the top ``keep`` share of the results its rung has so far
+    mode: Literal["sync", "async"] = "sync"
 
     @field_validator("rungs")
     @classmethod
@@ -225,6 +264,7 @@ class SweepSpec(BaseModel):
                 "seeds and space['model.seed'] both set the seed axis; keep one of them"
             )
         dists = [f for f, v in self.space.items() if isinstance(v, Distribution)]
+        _check_sampler_space(self)
         if self.strategy.kind == "Cartesian" and dists:
             raise ValueError(
                 f"space fields {dists} are random distributions but strategy.kind is Cartesian; "
@@ -259,6 +299,31 @@ class SweepSpec(BaseModel):
             return list(self.seeds)
         state = SeedSequence(self.strategy.seed).generate_state(self.seeds, dtype="uint32")
         return [int(s) % (2**31 - 1) for s in state]
+
+
+def _check_sampler_space(spec: SweepSpec) -> None:
+    """Refuse a space the chosen Optuna sampler cannot search, or halving under Optuna."""
+    adaptive = spec.strategy.kind == "Optuna" or (spec.halving is not None and spec.halving.mode == "async")
+    if adaptive and spec.child_per == "config":
+        raise ValueError(
+            "child_per: config (census children) needs a fixed set of configurations, but Optuna and halving "
+            "mode async decide them as results arrive; use child_per: trial"
+        )
+    if spec.strategy.kind != "Optuna":
+        return
+    if spec.halving is not None:
+        raise ValueError(
+            "halving with strategy.kind Optuna is not supported (Optuna decides which configurations train); "
+            "remove halving, or use kind RandomDiscrete with halving: {mode: async}"
+        )
+    if spec.strategy.sampler == "cmaes":
+        categorical = sorted(f for f, v in spec.space.items()
+                             if (isinstance(v, list) and len(v) > 1) or (isinstance(v, Distribution) and v.choice))
+        if categorical:
+            raise ValueError(
+                f"strategy.sampler = 'cmaes' cannot search categorical axes {categorical} (CMA-ES samples "
+                "numbers only); make them {uniform|loguniform|int: [low, high]} distributions or use sampler: tpe"
+            )
 
 
 def load_sweep(source: str | Path | dict[str, Any]) -> SweepSpec:
