@@ -28,6 +28,8 @@ BENCHES = {
              ["--rounds", "1", "--memory-images", "2000"]),
     "sweep": ("Sweeps: orchestration overhead and the 10,000-trial census (issue 5)",
               ["benchmarks/bench_sweep.py"], ["--part", "overhead"]),
+    "search": ("Adaptive search: TPE vs random, ASHA vs synchronous halving, Optuna overhead (issue 16)",
+               ["benchmarks/bench_search.py"], ["--quick"]),
 }
 
 
