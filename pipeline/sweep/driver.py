@@ -85,6 +85,8 @@ def sweep_key(spec: SweepSpec, digest: str) -> str:
         for name in ("stopping_rounds", "stopping_metric", "stopping_tolerance"):
             payload["strategy"].pop(name, None)
     payload["strategy"].pop("max_concurrent", None)
+    if not payload.get("objectives"):
+        payload.pop("objectives", None)
     if spec.strategy.kind != "Optuna":  # as above: keys of sweeps older than the Optuna strategy hold
         for name in ("sampler", "n_trials", "aggregate"):
             payload["strategy"].pop(name, None)
@@ -128,7 +130,7 @@ def compile_signature(config: dict[str, Any]) -> str:
     return json.dumps([sig, config.get("data")], sort_keys=True, default=str)
 
 
-def warm_and_probe(trials: list[ex.Trial], train_fn: str, objective: str | None = None) -> float:
+def warm_and_probe(trials: list[ex.Trial], train_fn: str, objective: str | list[str] | None = None) -> float:
     """Compile every kernel variant the sweep needs in this process, so the on-disk Numba cache is warm
     before the workers start (concurrent cold compiles in every worker are what is slow), then estimate
     the seconds one trial takes from a short run of ~1/10 of its epochs.
@@ -158,7 +160,8 @@ def warm_and_probe(trials: list[ex.Trial], train_fn: str, objective: str | None 
             result = train(_with_epochs(t.config, short))
         except Exception:  # noqa: BLE001 - same as above
             continue
-        _check_metric(objective, getattr(result, "metrics", None))
+        for name in [objective] if isinstance(objective, str) or objective is None else objective:
+            _check_metric(name, getattr(result, "metrics", None))
         return (time.perf_counter() - start) * epochs / short
     return FALLBACK_TRIAL_SECONDS
 
@@ -220,7 +223,7 @@ def prepare(
                                                   **({"sweepnet.gradient_check": gate.note} if gate else {})})
         tracking.reconcile_stale(ctx)
         trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
-        trial_secs = warm_and_probe(trials, train_fn, spec.objective.metric)
+        trial_secs = warm_and_probe(trials, train_fn, [o.metric for o in spec.objectives or [spec.objective]])
         trials, *waiting = ex.waves(spec, trials)
         size = _chunk_size(spec, len(trials), trial_secs, n_workers)
         deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None

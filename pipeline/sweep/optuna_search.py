@@ -105,9 +105,14 @@ def open_study(spec: SweepSpec, storage: str, name: str):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "minimize" if spec.objective.direction == "minimize" else "maximize"
-    return optuna.create_study(storage=storage, study_name=name, sampler=make_sampler(spec),
-                               direction=direction, load_if_exists=True)
+    directions = [o.direction for o in spec.objectives or [spec.objective]]
+    study = optuna.create_study(storage=storage, study_name=name, sampler=make_sampler(spec),
+                                directions=directions, load_if_exists=True)
+    if spec.objectives and not study.metric_names:
+        with warnings.catch_warnings():  # marked experimental
+            warnings.simplefilter("ignore")
+            study.set_metric_names([o.metric for o in spec.objectives])
+    return study
 
 
 class OptunaScheduler:
@@ -125,7 +130,7 @@ class OptunaScheduler:
 
     def __init__(self, study, spec: SweepSpec, make_trials: Callable[[dict, int], list[Trial]], slots: int) -> None:
         self.study, self.spec, self.make_trials, self.slots = study, spec, make_trials, max(1, slots)
-        self.groups = SeedGroups(spec.strategy.aggregate)
+        self.groups = SeedGroups(spec.strategy.aggregate, tuple(o.metric for o in spec.objectives))
         self.dists = distributions(spec)
         self.n_trials = spec.strategy.n_trials
         #: keys of trials of configurations Optuna was told about: never run again, read back
@@ -150,10 +155,10 @@ class OptunaScheduler:
         from optuna.trial import TrialState
 
         for number, value in self.groups.complete(rows):
-            if math.isnan(value):
+            if not isinstance(value, tuple) and math.isnan(value):
                 self.study.tell(number, state=TrialState.FAIL)
             else:
-                self.study.tell(number, value)
+                self.study.tell(number, list(value) if isinstance(value, tuple) else value)
         return self._ask()
 
     def _trials_of(self, params: dict[str, Any], number: int) -> list[Trial] | None:
@@ -194,6 +199,8 @@ def write_study(study, out: Path) -> list[str]:
              "optuna_importances.png": ovm.plot_param_importances}
     if len(study.directions) > 1:
         plots = {"pareto_front.png": ovm.plot_pareto_front}
+        (out / "pareto_front.md").write_text(pareto_table(study))
+        written.append("pareto_front.md")
     for name, plot in plots.items():
         try:
             with warnings.catch_warnings():  # the matplotlib backend is marked experimental
@@ -206,3 +213,15 @@ def write_study(study, out: Path) -> list[str]:
         except Exception as err:  # noqa: BLE001 - e.g. importances need two finished trials with varied params
             written.append(f"{name}: not drawn ({type(err).__name__}: {err})")
     return written
+
+
+def pareto_table(study) -> str:
+    """The Pareto-optimal configurations of a multi-objective study as a Markdown table (seed means)."""
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    best = sorted(study.best_trials, key=lambda t: t.values)
+    params = sorted({k for t in best for k in t.params})
+    lines = ["| optuna trial | " + " | ".join(list(names) + params) + " |", "|---" * (1 + len(names) + len(params)) + "|"]
+    for t in best:
+        cells = [f"{v:.6g}" for v in t.values] + [str(t.params.get(k)) for k in params]
+        lines.append(f"| {t.number} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

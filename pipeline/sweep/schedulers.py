@@ -36,8 +36,10 @@ def point_tag(point: dict[str, Any]) -> str:
 class SeedGroups:
     """Collects the seeds' results of each (configuration, rung) job and says when a job is complete."""
 
-    def __init__(self, aggregate: str = "mean") -> None:
+    def __init__(self, aggregate: str = "mean", metrics: tuple[str, ...] = ()) -> None:
         self.aggregate = aggregate
+        #: several objectives: a job's value is a tuple, one aggregate per metric (read from the rows' metrics)
+        self.metrics = tuple(metrics)
         self.job_of: dict[str, list] = {}  # trial key -> job ids (a configuration asked twice shares keys)
         self.waiting: dict[Any, set[str]] = {}  # job id -> trial keys without a result yet
         self.values: dict[Any, list[float]] = {}
@@ -50,23 +52,33 @@ class SeedGroups:
             self.job_of.setdefault(t.key, []).append(job)
 
     def complete(self, rows: list[dict]) -> list[tuple[Any, float]]:
-        """Record ``rows``; the jobs they completed, each with its value (NaN when a seed failed)."""
+        """Record ``rows``; the jobs they completed, each with its value (NaN when a seed failed; a tuple per
+        ``metrics`` when several objectives are tracked)."""
         done = []
         for r in rows:
-            ok = r["status"] in _OK and math.isfinite(r["objective"])
+            value = self._value(r)
             for job in self.job_of.pop(r["key"], []):
                 self.waiting[job].discard(r["key"])
-                self.values[job].append(float(r["objective"]) if ok else math.nan)
+                self.values[job].append(value)
                 if not self.waiting[job]:
                     done.append(self._close(job))
         return done
 
-    def _close(self, job: Any) -> tuple[Any, float]:
+    def _value(self, row: dict) -> Any:
+        ok = row["status"] in _OK
+        if not self.metrics:
+            return float(row["objective"]) if ok and math.isfinite(row["objective"]) else math.nan
+        vals = tuple(float(row.get("metrics", {}).get(m, math.nan)) if ok else math.nan for m in self.metrics)
+        return vals if all(math.isfinite(v) for v in vals) else math.nan
+
+    def _close(self, job: Any) -> tuple[Any, Any]:
         del self.waiting[job]
         vals = self.values[job]
-        value = math.nan if any(math.isnan(v) for v in vals) else float(
-            np.median(vals) if self.aggregate == "median" else np.mean(vals))
-        return job, value
+        if any(not isinstance(v, tuple) and math.isnan(v) for v in vals):
+            return job, math.nan
+        agg = np.median(np.array(vals, dtype=float), axis=0) if self.aggregate == "median" else \
+            np.mean(np.array(vals, dtype=float), axis=0)
+        return job, tuple(float(v) for v in agg) if self.metrics else float(agg)
 
     @property
     def in_flight(self) -> int:

@@ -5,6 +5,7 @@ A sweep file is YAML::
     name: xor-init-census
     base: ../configs/xor.yaml          # path relative to this file, or an inline config mapping
     objective: {metric: train_MSE, direction: minimize}   # a key of TrainResult.metrics; valid_* needs
+                                       # (a list of them is multi-objective: Optuna nsga2/tpe/random;)
                                        # data.valid_fraction > 0; test_* is refused unless select_on_test: true
     strategy: {kind: Cartesian}        # or {kind: RandomDiscrete, max_models: 20, seed: 7}, or
                                        # {kind: Optuna, sampler: tpe, n_trials: 40, seed: 7, max_concurrent: 2}
@@ -39,8 +40,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _DIST_KINDS = ("uniform", "loguniform", "choice", "int_range")
-#: Optuna samplers a spec may name (``strategy.sampler``).
-SAMPLERS = ("tpe", "cmaes", "random", "nsga2")
+
+
 #: A sweep with at least this many seeds per configuration is a census: it logs only the best child's model.
 CENSUS_SEEDS = 5
 
@@ -122,7 +123,9 @@ class Strategy(BaseModel):
     @model_validator(mode="after")
     def _random_needs_bound(self) -> Strategy:
         if self.kind == "Optuna":
-            _check_optuna(self)
+            from pipeline.sweep.spec_rules import check_optuna  # after this module is built
+
+            check_optuna(self)
         elif self.sampler is not None or self.n_trials is not None or self.max_concurrent is not None:
             raise ValueError(
                 f"strategy.sampler/n_trials/max_concurrent belong to kind Optuna, but strategy.kind is {self.kind}; "
@@ -139,23 +142,6 @@ class Strategy(BaseModel):
                 "search_criteria); a Cartesian grid runs every combination: set kind: RandomDiscrete or remove it"
             )
         return self
-
-
-def _check_optuna(strategy: Strategy) -> None:
-    if strategy.sampler not in SAMPLERS:
-        raise ValueError(
-            f"strategy.sampler = {strategy.sampler!r} is not an Optuna sampler sweepnet knows; "
-            f"use one of {', '.join(SAMPLERS)}, e.g. {{kind: Optuna, sampler: tpe, n_trials: 40}}"
-        )
-    if strategy.n_trials is None:
-        raise ValueError(
-            "strategy.kind Optuna needs strategy.n_trials (how many configurations to ask Optuna for), "
-            "e.g. {kind: Optuna, sampler: tpe, n_trials: 40}"
-        )
-    if strategy.max_models is not None or strategy.stopping_rounds:
-        raise ValueError(
-            "strategy.max_models and stopping_rounds belong to RandomDiscrete; with kind Optuna use n_trials"
-        )
 
 
 class Halving(BaseModel):
@@ -205,6 +191,8 @@ class SweepSpec(BaseModel):
     seeds: int | list[int] | None = None
     strategy: Strategy = Strategy()
     objective: Objective = Objective()
+    #: multi-objective (Optuna): every objective in order; ``objective`` is the first (it ranks the leaderboard)
+    objectives: tuple[Objective, ...] = ()
     halving: Halving | None = None
     child_per: Literal["trial", "config"] = "trial"
     chunk_size: Literal["auto"] | int = "auto"
@@ -223,6 +211,16 @@ class SweepSpec(BaseModel):
             return self.log_model
         seeds = self.seed_axis
         return "best" if self.child_per == "config" or (seeds is not None and len(seeds) >= CENSUS_SEEDS) else "all"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_list(cls, raw: Any) -> Any:
+        """``objective: [{metric, direction}, ...]`` is several objectives; the first ranks the leaderboard."""
+        if isinstance(raw, dict) and isinstance(raw.get("objective"), list):
+            if not raw["objective"] or raw.get("objectives"):
+                raise ValueError("objective is an empty list; give one or more {metric: ..., direction: ...}")
+            raw = {**raw, "objective": raw["objective"][0], "objectives": list(raw["objective"])}
+        return raw
 
     @field_validator("space", mode="before")
     @classmethod
@@ -264,7 +262,9 @@ class SweepSpec(BaseModel):
                 "seeds and space['model.seed'] both set the seed axis; keep one of them"
             )
         dists = [f for f, v in self.space.items() if isinstance(v, Distribution)]
-        _check_sampler_space(self)
+        from pipeline.sweep.spec_rules import check_adaptive
+
+        check_adaptive(self)
         if self.strategy.kind == "Cartesian" and dists:
             raise ValueError(
                 f"space fields {dists} are random distributions but strategy.kind is Cartesian; "
@@ -299,31 +299,6 @@ class SweepSpec(BaseModel):
             return list(self.seeds)
         state = SeedSequence(self.strategy.seed).generate_state(self.seeds, dtype="uint32")
         return [int(s) % (2**31 - 1) for s in state]
-
-
-def _check_sampler_space(spec: SweepSpec) -> None:
-    """Refuse a space the chosen Optuna sampler cannot search, or halving under Optuna."""
-    adaptive = spec.strategy.kind == "Optuna" or (spec.halving is not None and spec.halving.mode == "async")
-    if adaptive and spec.child_per == "config":
-        raise ValueError(
-            "child_per: config (census children) needs a fixed set of configurations, but Optuna and halving "
-            "mode async decide them as results arrive; use child_per: trial"
-        )
-    if spec.strategy.kind != "Optuna":
-        return
-    if spec.halving is not None:
-        raise ValueError(
-            "halving with strategy.kind Optuna is not supported (Optuna decides which configurations train); "
-            "remove halving, or use kind RandomDiscrete with halving: {mode: async}"
-        )
-    if spec.strategy.sampler == "cmaes":
-        categorical = sorted(f for f, v in spec.space.items()
-                             if (isinstance(v, list) and len(v) > 1) or (isinstance(v, Distribution) and v.choice))
-        if categorical:
-            raise ValueError(
-                f"strategy.sampler = 'cmaes' cannot search categorical axes {categorical} (CMA-ES samples "
-                "numbers only); make them {uniform|loguniform|int: [low, high]} distributions or use sampler: tpe"
-            )
 
 
 def load_sweep(source: str | Path | dict[str, Any]) -> SweepSpec:

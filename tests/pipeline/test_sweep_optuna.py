@@ -32,6 +32,8 @@ def spec(name, **strategy):
     ({"strategy": {"kind": "Optuna", "sampler": "tpe"}}, ["n_trials", "n_trials: 40"]),
     ({"strategy": {"kind": "RandomDiscrete", "max_models": 3, "sampler": "tpe"}}, ["kind Optuna"]),
     ({"child_per": "config"}, ["child_per: config", "child_per: trial"]),
+    ({"strategy": {"kind": "RandomDiscrete", "max_models": 3},
+      "objective": [{"metric": "train_MSE"}, {"metric": "n_params"}]}, ["2 objectives", "sampler: nsga2"]),
 ])
 def test_refused_with_field_value_and_fix(change, words):
     with pytest.raises(ValueError) as err:
@@ -103,3 +105,19 @@ def test_an_interrupted_study_is_finished_by_the_rerun_without_duplicates(tmp_pa
     assert result["trials"] == len(keys)
     assert optuna.load_study(study_name=trials and study_of(g).study_name,
                              storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials == trials
+
+
+def test_multi_objective_nsga2_puts_the_pareto_front_on_the_parent(tmp_path):
+    raw = {**spec("pareto", sampler="nsga2", n_trials=4),
+           "objective": [{"metric": "train_MSE", "direction": "minimize"},
+                         {"metric": "n_params", "direction": "minimize"}]}
+    result, f = run_feed(raw, tmp_path)
+    study = study_of(f)
+    assert len(study.directions) == 2 and study.metric_names == ["train_MSE", "n_params"]
+    told = [t for t in study.trials if t.values]
+    assert told and all(t.values[1] in (9.0, 13.0) for t in told)  # 2-2-1 and 2-3-1 networks: 9 and 13 weights
+    ctx = f.plan.ctx
+    table = tracking.read_artifact_text(ctx, ctx.parent_run_id, "pareto_front.md")
+    assert table.startswith("| optuna trial | train_MSE | n_params |") and len(table.splitlines()) >= 3
+    arts = {a.path for a in tracking.client(ctx.tracking_uri).list_artifacts(ctx.parent_run_id)}
+    assert "pareto_front.png" in arts
