@@ -91,13 +91,17 @@ def decode(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
     return point
 
 
-def make_sampler(spec: SweepSpec):
-    """The sampler ``strategy.sampler`` names, seeded with ``strategy.seed``."""
+def make_sampler(spec: SweepSpec, resumed_at: int = 0):
+    """The sampler ``strategy.sampler`` names, seeded with ``strategy.seed``; a study resumed with
+    ``resumed_at`` trials gets a seed derived from both (the same seed would ask the first trials' points again)."""
     import optuna
+    from numpy.random import SeedSequence
 
     kinds = {"tpe": optuna.samplers.TPESampler, "cmaes": optuna.samplers.CmaEsSampler,
              "random": optuna.samplers.RandomSampler, "nsga2": optuna.samplers.NSGAIISampler}
-    return kinds[spec.strategy.sampler](seed=spec.strategy.seed)
+    seed = spec.strategy.seed if not resumed_at else int(
+        SeedSequence([spec.strategy.seed, resumed_at]).generate_state(1)[0] % (2**31 - 1))
+    return kinds[spec.strategy.sampler](seed=seed)
 
 
 def open_study(spec: SweepSpec, storage: str, name: str):
@@ -108,6 +112,8 @@ def open_study(spec: SweepSpec, storage: str, name: str):
     directions = [o.direction for o in spec.objectives or [spec.objective]]
     study = optuna.create_study(storage=storage, study_name=name, sampler=make_sampler(spec),
                                 directions=directions, load_if_exists=True)
+    if study.trials:  # resumed: go on from here, not from the first trials' draws
+        study.sampler = make_sampler(spec, resumed_at=len(study.trials))
     if spec.objectives and not study.metric_names:
         with warnings.catch_warnings():  # marked experimental
             warnings.simplefilter("ignore")
