@@ -30,6 +30,8 @@ BENCHES = {
               ["benchmarks/bench_sweep.py"], ["--part", "overhead"]),
     "search": ("Adaptive search: TPE vs random, ASHA vs synchronous halving, Optuna overhead (issue 16)",
                ["benchmarks/bench_search.py"], ["--quick"]),
+    "continuation": ("Halving: checkpoint continuation vs retraining, examples/sweeps/xor_random.yaml (issue 16)",
+                     ["benchmarks/bench_continuation.py", "--repeats", "3"], ["--repeats", "1"]),
 }
 
 

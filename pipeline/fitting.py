@@ -113,6 +113,39 @@ class FitResult:
     message: str | None = None
     stop_reason: str | None = None
     best_epoch: int | None = None
+    loop: "LoopState | None" = None
+
+
+@dataclass
+class LoopState:
+    """Where :func:`run_stochastic` stands after ``epoch`` epochs: what a continuation resumes from.
+
+    ``params`` are the current (not the best) parameters; ``state``/``counters``/``rho_run`` the optimiser
+    moments, (samples seen, steps) and running activations; ``history``, ``best`` and ``reason`` hold only
+    the scoring events a run scored every ``interval`` epochs also has (see :func:`run_stochastic`).
+    Shuffling and dropout draw from (seed, epoch) counters, so nothing else is needed to go on exactly.
+    """
+
+    params: np.ndarray
+    state: np.ndarray
+    counters: np.ndarray
+    rho_run: np.ndarray
+    epoch: int
+    interval: int
+    history: list[dict] = field(default_factory=list)
+    best: tuple | None = None
+    reason: str | None = None
+
+    @classmethod
+    def fresh(cls, params, spec, interval):
+        """Epoch 0: ``params`` (copied), zero optimiser state."""
+        return cls(params.copy(), np.zeros((2, params.size), dtype=params.dtype), np.zeros(2),
+                   np.zeros(max(sum(spec.hidden), 1)), 0, interval)
+
+    def copy(self) -> "LoopState":
+        best = None if self.best is None else (self.best[0], self.best[1], self.best[2].copy())
+        return LoopState(self.params.copy(), self.state.copy(), self.counters.copy(), self.rho_run.copy(),
+                         self.epoch, self.interval, [dict(h) for h in self.history], best, self.reason)
 
 
 def stopping_key(spec, task: str, entry: dict) -> tuple[str, bool]:
@@ -202,7 +235,8 @@ def _train_block(params, deadline, *, epoch0, n_epochs, **kernel):
     return np.concatenate(losses), ran, False
 
 
-def run_stochastic(params, layout, X, Y, spec, *, loss, task, hp, drop, seed, score, progress=None) -> FitResult:
+def run_stochastic(params, layout, X, Y, spec, *, loss, task, hp, drop, seed, score, progress=None,
+                   resume=None, horizon=None) -> FitResult:
     """Mini-batch training with scoring between blocks of epochs.
 
     Parameters
@@ -219,36 +253,49 @@ def run_stochastic(params, layout, X, Y, spec, *, loss, task, hp, drop, seed, sc
     score : callable(params) -> dict
         Metrics of a parameter vector, added to each scoring event.
     progress : callable(entry: dict, total_epochs: int), optional
+    resume : LoopState, optional
+        Go on from this state (not modified; ``params`` is then unused) instead of from epoch 0.
+    horizon : int, optional
+        Score as a run of ``horizon`` epochs would (``scoring_schedule``): a run of E1 epochs that a later
+        run continues to E2 <= horizon then has exactly the scoring events of a straight E2-epoch run.
 
     Returns
     -------
     FitResult
+        ``loop`` is the state to continue from; its history leaves out a final event that a longer run
+        would not have (one off the ``interval`` grid).
     """
-    params = params.copy()
     total = int(math.ceil(spec.epochs))
-    interval = scoring_schedule(spec, total)
-    state = np.zeros((2, params.size), dtype=params.dtype)
-    counters = np.zeros(2)
-    rho_run = np.zeros(max(sum(spec.hidden), 1))
-    history: list[dict] = []
-    done, best, reason, deadline = 0, None, None, deadline_of(spec)
+    interval = scoring_schedule(spec, max(total, horizon or 0))
+    if resume is not None and resume.interval != interval:
+        raise ValueError(f"resume: the checkpoint scored every {resume.interval} epochs but this run scores every "
+                         f"{interval}; continue with the checkpoint's horizon or score_interval, or train from 0.")
+    loop = resume.copy() if resume is not None else LoopState.fresh(params, spec, interval)
+    params, history, done, best, reason = loop.params, loop.history, loop.epoch, loop.best, loop.reason
+    before, deadline = best, deadline_of(spec)
     while done < total and reason is None:
-        block = min(interval, total - done)
+        block = min(interval - done % interval, total - done)
         epoch_loss, finished, diverged = _train_block(
-            params, deadline, layout=layout, X=X, Y=Y, state=state, counters=counters, epoch0=done,
+            params, deadline, layout=layout, X=X, Y=Y, state=loop.state, counters=loop.counters, epoch0=done,
             n_epochs=block, batch_size=spec.mini_batch_size, loss=loss, optimizer=spec.resolved_optimizer, hp=hp,
-            drop=drop, seed=seed, shuffle=spec.shuffle_training_data, rho_run=rho_run)
+            drop=drop, seed=seed, shuffle=spec.shuffle_training_data, rho_run=loop.rho_run)
         if diverged:
             raise TrainingDivergedError(done + finished + 1, float(epoch_loss[finished]), DIVERGENCE_HINT)
         done += finished
-        entry = {"epoch": done, "samples": float(counters[0]), "training_objective": float(epoch_loss[-1])}
+        entry = {"epoch": done, "samples": float(loop.counters[0]), "training_objective": float(epoch_loss[-1])}
         entry.update(score(params))
         history.append(entry)
         if progress is not None:
             progress(entry, total)
-        best = keep_best(best, spec, task, entry, params)
+        before, best = best, keep_best(best, spec, task, entry, params)
         reason = stop_reason(spec, task, history, deadline)
-    return _result(params, history, best, reason if done < total else None)
+    on_grid = not history or history[-1]["epoch"] % interval == 0
+    after = LoopState(params.copy(), loop.state, loop.counters, loop.rho_run, done, interval,
+                      list(history) if on_grid else history[:-1], best if on_grid else before,
+                      reason if on_grid else None)
+    result = _result(params, history, best, reason if done < total else None)
+    result.loop = after
+    return result
 
 
 def run_lbfgs(params, layout, X, Y, spec, *, loss, hp, score, progress=None, task="regression") -> FitResult:

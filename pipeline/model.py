@@ -171,8 +171,8 @@ class DeepLearningModel:
         return encoding.encode_targets(self.encoder_, np.asarray(y), dtype)
 
     # -------------------------------------------------------------- training
-    def fit(self, X, y=None, X_valid=None, y_valid=None, classes=None, progress=None):
-        """Train from scratch.
+    def fit(self, X, y=None, X_valid=None, y_valid=None, classes=None, progress=None, resume=None, horizon=None):
+        """Train from scratch, or go on from a checkpoint.
 
         Parameters
         ----------
@@ -185,6 +185,12 @@ class DeepLearningModel:
         classes : list, optional
             Declared class labels (e.g. from the dataset); makes ``distribution: AUTO`` a classification.
         progress : callable(entry: dict, total_epochs: int), optional
+        resume : pipeline.checkpoint.Checkpoint, optional
+            Continue from it (:func:`pipeline.checkpoint.resume_refusal` says when that is not exact);
+            the data must give the same preprocessing, or ``CheckpointRefused`` is raised.
+        horizon : int, optional
+            Score as a run of ``horizon`` epochs would (see :func:`pipeline.fitting.run_stochastic`).
+            After a stochastic fit ``train_state_`` is what :func:`pipeline.checkpoint.from_model` saves.
 
         Returns
         -------
@@ -194,6 +200,8 @@ class DeepLearningModel:
         if y is not None and len(y) != X.shape[0]:
             raise ValueError(f"y has {len(y)} rows but X has {X.shape[0]}; they must match.")
         self.initialize(X, y, classes)
+        if resume is not None:
+            resume.check_model(self)
         Xs = encoding.apply_input_scaler(self.scaler_, X, np.dtype(self.spec.dtype))
         Ys = self.encode_targets(X, y)
         self.history_ = []
@@ -208,7 +216,8 @@ class DeepLearningModel:
                 result = fitting.run_stochastic(
                     self.params_, self.layout_, Xs, Ys, self.spec, loss=self.loss_, task=self.task_, hp=hp,
                     drop=np.asarray(self.spec.dropout_ratios), seed=self.stream_seed_, score=score,
-                    progress=progress)
+                    progress=progress, resume=None if resume is None else resume.loop, horizon=horizon)
+                self.train_state_ = result.loop
         self.params_, self.history_ = result.params, result.history
         self.stop_reason_, self.best_epoch_ = result.stop_reason, result.best_epoch
         return self

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline import checkpoint
 from pipeline.config import TrainConfig, load_config
 from pipeline.datasets import load_data
 from pipeline.model import DeepLearningModel
@@ -34,9 +35,11 @@ class TrainResult:
     config: dict
     data_digest: str
     data_meta: dict = field(default_factory=dict)
+    #: with ``resume``: ``from_epoch`` (0 when it trained from scratch) and ``note`` (why it did, if asked not to)
+    continuation: dict = field(default_factory=dict)
 
 
-def run_training(config, progress=None, data=None) -> TrainResult:
+def run_training(config, progress=None, data=None, resume=None, horizon=None) -> TrainResult:
     """Train one model as a config says.
 
     Parameters
@@ -45,16 +48,44 @@ def run_training(config, progress=None, data=None) -> TrainResult:
     progress : callable(entry, total_epochs), optional
     data : LoadedData, optional
         Already loaded data (sweeps load a dataset once per worker chunk).
+    resume : pipeline.checkpoint.Checkpoint, path or pipeline.checkpoint.Unavailable, optional
+        Continue from this checkpoint. One that cannot continue exactly
+        (:func:`pipeline.checkpoint.resume_refusal`) or is ``Unavailable`` trains from epoch 0 instead, and
+        ``continuation["note"]`` says why; the metrics then carry ``epochs_trained``.
+    horizon : int, optional
+        Score as a run of ``horizon`` epochs would, so a later run can continue this one exactly.
     """
     cfg = load_config(config) if not isinstance(config, TrainConfig) else config
     data = load_data(cfg.data) if data is None else data
+    digest = data.meta.get("digest", "")
+    start, note = _usable_checkpoint(resume, cfg.model, digest, horizon)
     model = DeepLearningModel(cfg.model)
-    model.fit(data.X_train, data.y_train, data.X_valid, data.y_valid, classes=data.meta.get("classes"),
-              progress=progress)
+    fit_args = (data.X_train, data.y_train, data.X_valid, data.y_valid)
+    try:
+        model.fit(*fit_args, classes=data.meta.get("classes"), progress=progress, resume=start, horizon=horizon)
+    except checkpoint.CheckpointRefused as refused:
+        start, note = None, f"{refused}"
+        model.fit(*fit_args, classes=data.meta.get("classes"), progress=progress, horizon=horizon)
     metrics = final_metrics(model, data)
+    continuation = {}
+    if resume is not None or horizon is not None:
+        from_epoch = start.epoch if start is not None else 0
+        metrics["epochs_trained"] = metrics["epochs_run"] - from_epoch
+        continuation = {"from_epoch": from_epoch, "note": note, "source": start.source if start is not None else ""}
     return TrainResult(model=model, history=model.history_, metrics=metrics,
-                       config=cfg.model_dump(mode="json"), data_digest=data.meta.get("digest", ""),
-                       data_meta=data.meta)
+                       config=cfg.model_dump(mode="json"), data_digest=digest,
+                       data_meta=data.meta, continuation=continuation)
+
+
+def _usable_checkpoint(resume, spec, digest, horizon):
+    """(checkpoint or None, why not) for ``run_training``'s ``resume``."""
+    if resume is None:
+        return None, ""
+    if isinstance(resume, checkpoint.Unavailable):
+        return None, resume.reason
+    ckpt = resume if isinstance(resume, checkpoint.Checkpoint) else checkpoint.load_checkpoint(resume)
+    note = checkpoint.resume_refusal(ckpt, spec, digest, horizon)
+    return (None, note) if note else (ckpt, "")
 
 
 def final_metrics(model, data) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import model_logging, tracking, tracking_tables, ui_links, version
-from pipeline.sweep import champion, summary
+from pipeline.sweep import champion, continuation, summary
 from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
@@ -175,12 +175,15 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
     stale = tracking.reconcile_stale(ctx)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="sweep-summary-"))
     result = summary.write_summary(out, rows, plan.spec, plan.axes)
+    result["metrics"].update(continuation.saved_metrics(rows))  # halving: epochs not retrained
     best = result["best"]
     reused = dict(Counter(plan.reused[r["key"]] for r in rows if r["key"] in plan.reused))
     tags = {"sweepnet.trials_failed": result["metrics"]["trials_failed"], "sweepnet.stale_killed": stale,
             "sweepnet.reused": json.dumps(reused, sort_keys=True), **version.source_tags()}
     if plan.reuse_note:
         tags["sweepnet.reuse_note"] = plan.reuse_note
+    if plan.spec.halving is not None:
+        tags["sweepnet.continuation"] = continuation.enabled(plan.spec)[1] or "on: promoted trials continue"
     for note in ("failure_note", "selection_note"):  # set even when empty: a rerun reopens the same parent
         tags[f"sweepnet.{note}"] = result[note]
     if best and best.get("run_id"):

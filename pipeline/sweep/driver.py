@@ -25,7 +25,7 @@ from pipeline.sweep import expand as ex
 from pipeline.sweep import lease
 from pipeline.sweep.errors import SweepBusy, SweepRefused  # noqa: F401  (raised and caught as driver.*)
 from pipeline.sweep.gate import gradient_check
-from pipeline.sweep import summary
+from pipeline.sweep import continuation, summary
 from pipeline.sweep.runner import TRAIN_FN, ChunkOptions, load_callable
 from pipeline.sweep.spec import SweepSpec, base_config_dict, load_sweep
 
@@ -223,6 +223,7 @@ def prepare(
                                                   **({"sweepnet.gradient_check": gate.note} if gate else {})})
         tracking.reconcile_stale(ctx)
         trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
+        trials = continuation.mark_rung(spec, trials)
         trial_secs = warm_and_probe(trials, train_fn, [o.metric for o in spec.objectives or [spec.objective]])
         trials, *waiting = ex.waves(spec, trials)
         size = _chunk_size(spec, len(trials), trial_secs, n_workers)
@@ -332,6 +333,7 @@ def next_rung(plan: SweepPlan, rows: list[dict]) -> SweepPlan | None:
         return None
     trials = ex.expand(plan.spec, rung=plan.rung + 1, points=points)
     trials, reused, older = find_reused(plan.ctx, trials, plan.spec.child_per, plan.reuse_older)
+    trials = continuation.mark_rung(plan.spec, trials, previous=plan.trials)
     rungs = plan.spec.halving.rungs
     trial_secs = plan.trial_secs * rungs[plan.rung + 1] / rungs[plan.rung]  # longer trials: smaller chunks
     size = _chunk_size(plan.spec, len(trials), trial_secs, plan.n_workers)

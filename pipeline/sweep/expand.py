@@ -83,6 +83,14 @@ def trial_key(config: dict[str, Any], seed: int | None, data_digest: str, code: 
     return _digest(payload)
 
 
+def config_key(config: dict[str, Any], data_digest: str) -> str:
+    """Key of a configuration without its seed: trials that differ only by ``model.seed`` share it."""
+    no_seed = copy.deepcopy(config)
+    if isinstance(no_seed.get("model"), dict):
+        no_seed["model"].pop("seed", None)
+    return _digest({"config": no_seed, "data": data_digest})
+
+
 def draw_points(spec: SweepSpec) -> list[dict[str, Any]]:
     """The configurations (without seeds) the strategy visits, in a deterministic order."""
     fields = sorted(spec.space)
@@ -159,13 +167,10 @@ def _make_trial(spec, base, axes, index, rung, resolver, digest, digests) -> Tri
     if data_tag not in digests:
         digests[data_tag] = digest(data)
     seed = get_dotted(config, "model.seed")
-    no_seed = copy.deepcopy(config)
-    if isinstance(no_seed.get("model"), dict):
-        no_seed["model"].pop("seed", None)
     return Trial(
         index=index,
         key=trial_key(config, seed, digests[data_tag], version.code_version()),
-        config_key=_digest({"config": no_seed, "data": digests[data_tag]}),
+        config_key=config_key(config, digests[data_tag]),
         seed=seed,
         axes=axes,
         config=config,

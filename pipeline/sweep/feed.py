@@ -20,11 +20,12 @@ from dataclasses import replace
 from typing import Any
 
 from pipeline import tracking
+from pipeline.sweep import continuation
 from pipeline.sweep import expand as ex
 from pipeline.sweep.collect import Collector, _stored_rows
 from pipeline.sweep.driver import SweepPlan
 from pipeline.sweep.outcome import TrialOutcome
-from pipeline.sweep.schedulers import AshaScheduler
+from pipeline.sweep.schedulers import AshaScheduler, point_tag
 
 #: Trials of one rung get indexes from ``rung * RUNG_STRIDE`` on (run names stay unique across rungs).
 RUNG_STRIDE = 100_000
@@ -66,11 +67,34 @@ def scheduler_for(plan: SweepPlan):
         tracking.tag_run(plan.ctx, plan.ctx.parent_run_id, {"sweepnet.optuna_study": study.study_name})
         return opt.OptunaScheduler(study, spec, _trial_maker(plan, "optuna_trial"), slots)
     points = ex.draw_points(spec)
-    make = _trial_maker(plan, None)
+    make = _continuing(plan, _trial_maker(plan, None))
     index = {id(p): i for i, p in enumerate(points)}
     return AshaScheduler(points, len(spec.halving.rungs), spec.halving.keep,
                          lambda point, rung: make(point, index.get(id(point), 0), rung), slots,
                          minimize=spec.objective.direction == "minimize", aggregate="mean")
+
+
+def _continuing(plan: SweepPlan, make):
+    """ASHA's trials with checkpoint continuation (``pipeline.sweep.continuation``, as synchronous halving):
+    rung 0 scores on the last rung's horizon and saves a checkpoint; a promotion continues each seed's trial
+    of the rung before. Unchanged when ``halving.continue`` is false."""
+    if not continuation.enabled(plan.spec)[0]:
+        return make
+    rungs = plan.spec.halving.rungs
+    horizon, last = rungs[-1], len(rungs) - 1
+    made: dict[tuple[str, int], list[ex.Trial]] = {}
+
+    def cont(point: dict[str, Any], number: int, rung: int = 0) -> list[ex.Trial]:
+        tag = point_tag(point)
+        if rung == 0:
+            trials = [replace(t, extra={**t.extra, **continuation.rung_extra(horizon, last > 0)})
+                      for t in make(point, number, 0)]
+        else:
+            trials = [continuation.continue_trial(t, rungs[rung], rung=rung, horizon=horizon, checkpoint=rung < last)
+                      for t in made[(tag, rung - 1)]]
+        made[(tag, rung)] = trials
+        return trials
+    return cont
 
 
 class Feed:

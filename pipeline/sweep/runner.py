@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import importlib
 import inspect
 import json
@@ -27,6 +28,7 @@ from typing import Any, Callable
 import yaml
 
 from pipeline import mlflow_model, model_logging, tracking, version
+from pipeline.sweep import continuation
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
 from pipeline.sweep.summary import format_value
@@ -177,14 +179,15 @@ def _with_shared_data(train: Callable) -> Callable:
         return train
     cache: dict[str, Any] = {}
 
-    def call(config: dict):
+    @functools.wraps(train)  # keeps its signature: continuation.accepts reads it
+    def call(config: dict, **kwargs: Any):
         from pipeline.datasets import load_data
 
         tag = json.dumps(config.get("data", {}), sort_keys=True, default=str)
         if tag not in cache:
             cache.clear()  # chunks are grouped by configuration: keep one dataset in memory
             cache[tag] = load_data(config["data"])
-        result = train(config, data=cache[tag])
+        result = train(config, data=cache[tag], **kwargs)
         if not hasattr(result, "input_rows"):  # the MLflow model's input example comes from these rows
             result.input_rows = cache[tag].X_train[:3].copy()
         return result
@@ -214,7 +217,8 @@ def run_trial(trial: Trial, ctx, options: ChunkOptions, train: Callable) -> Tria
     """Train one trial and log it (child run), turning errors and divergence into FAILED children."""
     start = time.perf_counter()
     try:
-        result = train(trial.config)
+        kwargs = continuation.train_kwargs(trial, ctx) if continuation.accepts(train) else {}
+        result = train(trial.config, **kwargs)
         error = divergence(result.history, result.metrics, options.objective)
     except Exception as err:  # any trial error, MemoryError included, becomes a FAILED child
         result, error = None, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
@@ -237,7 +241,7 @@ def run_trial(trial: Trial, ctx, options: ChunkOptions, train: Callable) -> Tria
 def _log_trial(out: TrialOutcome, trial: Trial, ctx, options: ChunkOptions, result, error: str) -> None:
     """The trial's MLflow child: FAILED with the error, or FINISHED with metrics and artifacts."""
     name = run_name(options.sweep_name, trial)
-    tags = trial_tags(trial)
+    tags = {**trial_tags(trial), **continuation.result_tags(result)}
     meta = getattr(result, "data_meta", None) if result is not None else None
     datasets = [model_logging.dataset_input(trial.config.get("data"), trial.data_digest, meta)]
     if error:
@@ -327,6 +331,7 @@ def write_trial_artifacts(folder: Path, trial: Trial, result) -> None:
     model_dir.mkdir()
     result.model.save(model_dir / "weights.npz", extra=model_file_extra(result))
     feature_picture(result, folder / "features.png")
+    continuation.write_checkpoint(folder, trial, result)
 
 
 def model_file_extra(result) -> dict:

@@ -16,7 +16,8 @@ A sweep file is YAML::
       model.rate: {loguniform: [1.0e-4, 1.0e-1]}   # RandomDiscrete only
       model.epochs: {int: [10, 100]}
       model.activation: {choice: [Tanh, Rectifier]}
-    halving: {rungs: [20, 60, 200], keep: 0.34}   # optional successive halving over model.epochs;
+    halving: {rungs: [20, 60, 200], keep: 0.34}   # optional successive halving over model.epochs; promoted
+                                       # configurations continue from their checkpoint (continue: false: retrain);
                                        # mode: async promotes as results arrive (ASHA), sync (default) per rung
     child_per: trial                   # or config: one MLflow child per configuration + per-seed table
     census: {metric: train_MSE, solved_below: 0.05}   # "solved"; "reaches best" = within best_atol
@@ -145,14 +146,20 @@ class Strategy(BaseModel):
 
 
 class Halving(BaseModel):
-    """Successive halving: every configuration trains ``rungs[0]`` epochs, the best ``keep`` go on."""
+    """Successive halving: every configuration trains ``rungs[0]`` epochs, the best ``keep`` go on.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    ``continue`` (default true): a promoted configuration continues from its previous rung's checkpoint
+    instead of retraining from epoch 0 (``pipeline.sweep.continuation``); false retrains every rung.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
     rungs: tuple[int, ...] = Field(min_length=2)
     keep: float = Field(default=0.5, gt=0, lt=1)
     #: sync: a rung waits for all its configurations; async (ASHA): promote as soon as a configuration is
     #: in the top ``keep`` share of the results its rung has so far
     mode: Literal["sync", "async"] = "sync"
+    continue_: bool = Field(default=True, alias="continue")
 
     @field_validator("rungs")
     @classmethod

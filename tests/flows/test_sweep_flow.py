@@ -251,8 +251,9 @@ def test_scheduled_deployment_runs_a_sweep(tmp_path, prefect_server_url):
 
 @pytest.mark.services
 def test_successive_halving_runs_every_rung_and_resumes(tmp_path, local_services):
-    """Rung 0 trains every configuration for 40 epochs; the best half by mean objective trains 400; a rerun
-    of the same command finds every rung's trials done and logs nothing new."""
+    """Rung 0 trains every configuration for 40 epochs; the best half by mean objective goes on to 400,
+    continuing from its rung-0 checkpoint (fetched from the tracking server by the worker); the parent reports
+    the epochs saved; a rerun of the same command finds every rung's trials done and logs nothing new."""
     spec = write_spec(tmp_path, "halving", seeds=[1, 2], space={"model.hidden": [[2], [3], [4], [5]]},
                       halving={"rungs": [40, 400], "keep": 0.5})
     env = env_without_services(**local_services.env())
@@ -278,6 +279,13 @@ def test_successive_halving_runs_every_rung_and_resumes(tmp_path, local_services
         means.setdefault(kid.data.params["model.hidden"], []).append(kid.data.metrics["train_MSE"])
     best_half = sorted(means, key=lambda h: sum(means[h]) / len(means[h]))[:2]
     assert {k.data.params["model.hidden"] for k in by_rung["1"]} == set(best_half)
+    rung0 = {(k.data.params["model.hidden"], k.data.tags["sweepnet.seed"]): k.info.run_id for k in by_rung["0"]}
+    for kid in by_rung["1"]:  # continued from the same configuration and seed's rung-0 child
+        assert kid.data.tags["sweepnet.continued_from_epoch"] == "40", kid.data.tags.get("sweepnet.continue_note")
+        assert kid.data.tags["sweepnet.continued_from_run"] == rung0[(kid.data.params["model.hidden"],
+                                                                       kid.data.tags["sweepnet.seed"])]
+        assert kid.data.metrics["epochs_trained"] == kid.data.metrics["epochs_run"] - 40
+    assert c.get_run(parent.info.run_id).data.metrics["continuation_epochs_saved"] == 4 * 40
     board = list(csv.DictReader(io.StringIO(tracking.read_artifact_text(ctx, ctx.parent_run_id, "leaderboard.csv"))))
     assert [row["rung"] for row in board] == ["1"] * 4 + ["0"] * 8  # the longest-trained rung ranks first
 

@@ -154,3 +154,34 @@ def test_max_norm_holds_after_training():
     trained, _, _ = _train(params, layout, X, Y, optimizer="sgd", rate=0.5, max_w2=0.3)
     for layer in range(3):
         assert ((weight_view(trained, layout, layer) ** 2).sum(axis=1) <= 0.3 * (1 + 1e-12)).all()
+
+
+RESUME_HP = {
+    "sgd": dict(rate=0.05, rate_annealing=1e-3, momentum_start=0.1, momentum_ramp=25.0, momentum_stable=0.9,
+                nesterov=1.0, l2=1e-3),
+    "adam": dict(rate=0.01, beta1=0.9, beta2=0.999, epsilon=1e-8),
+    "adadelta": dict(rho=0.95, epsilon=1e-6, max_w2=10.0),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(RESUME_HP))
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_run_stopped_and_resumed_from_saved_state_equals_one_call(tmp_path, optimizer, batch_size, dtype):
+    # What a checkpoint carries between processes: params, optimiser state and (samples, steps) counters,
+    # through an .npz; the shuffle and dropout streams are keyed by (seed, epoch), so nothing else. The momentum
+    # ramp (25 samples) ends and Adam's bias correction moves during the first leg, so the counters matter.
+    layout, params, X, Y = _problem(dtype)
+    hp = hyper_vector(**RESUME_HP[optimizer])
+    kw = dict(batch_size=batch_size, loss="cross_entropy", optimizer=optimizer, hp=hp, drop=[0.2, 0.5, 0.0], seed=5)
+    whole, state, counters = params.copy(), np.zeros((2, params.size), dtype), np.zeros(2)
+    whole_loss, _ = train_epochs(whole, layout, X, Y, state, counters, epoch0=0, n_epochs=7, **kw)
+    first, s1, c1 = params.copy(), np.zeros((2, params.size), dtype), np.zeros(2)
+    train_epochs(first, layout, X, Y, s1, c1, epoch0=0, n_epochs=3, **kw)
+    np.savez(tmp_path / "leg1.npz", params=first, state=s1, counters=c1)
+    with np.load(tmp_path / "leg1.npz", allow_pickle=False) as saved:
+        p2, s2, c2 = saved["params"].copy(), saved["state"].copy(), saved["counters"].copy()
+    loss2, finished = train_epochs(p2, layout, X, Y, s2, c2, epoch0=3, n_epochs=4, **kw)
+    assert finished == 4
+    assert p2.tobytes() == whole.tobytes() and s2.tobytes() == state.tobytes() and c2.tobytes() == counters.tobytes()
+    np.testing.assert_array_equal(loss2, whole_loss[3:])

@@ -40,6 +40,10 @@ def test_async_halving_promotes_the_top_share_and_a_rerun_trains_nothing(tmp_pat
     ctx = f.plan.ctx
     jobs = list(csv.DictReader(io.StringIO(tracking.read_artifact_text(ctx, ctx.parent_run_id, "asha_jobs.csv"))))
     assert len(jobs) == 9 and [j["rung"] for j in jobs].index("1") < 6  # promoted before rung 0 was complete
+    kids = tracking.children(ctx, status="FINISHED")
+    promoted = [r for r in kids if r.data.tags["sweepnet.rung"] == "1"]
+    # promotions continue each seed's rung-0 checkpoint (20 epochs) instead of retraining from epoch 0
+    assert promoted and all(r.data.tags.get("sweepnet.continued_from_epoch") == "20" for r in promoted)
     children = len(tracking.children(ctx))
 
     again, g, submitted = run(tmp_path)
