@@ -165,7 +165,17 @@ class Feed:
 
 
 def log_study(feed: Feed) -> None:
-    """The adaptive search's own record on the parent: Optuna's trials and plots, or ASHA's job order."""
+    """The adaptive search's own record on the parent: Optuna's trials and plots, or ASHA's job order.
+    Best effort: a record that cannot be written is a warning and a parent tag, not a failed sweep."""
+    try:
+        _log_study(feed)
+    except Exception as err:  # noqa: BLE001 - the trials and the leaderboard matter more than these files
+        note = f"search record not written: {type(err).__name__}: {err}"
+        print(f"sweep {feed.plan.spec.name!r}: {note}", flush=True)
+        tracking.tag_run(feed.plan.ctx, feed.plan.ctx.parent_run_id, {"sweepnet.search_record_note": note[:4000]})
+
+
+def _log_study(feed: Feed) -> None:
     import csv
     import tempfile
     from pathlib import Path
