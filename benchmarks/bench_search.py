@@ -138,7 +138,10 @@ def overhead(folder: Path, env: dict, n: int, epochs: int) -> dict:
     rates = [round(0.01 + 0.01 * i, 3) for i in range(n)]
     grid = {"name": "ovh-grid", "base": base, "space": {"model.rate": rates}, "log_model": "none",
             "objective": {"metric": "train_MSE"}}
-    opt = {**grid, "name": "ovh-optuna", "strategy": {"kind": "Optuna", "sampler": "random", "n_trials": n}}
+    # a continuous range over the grid's span: a random draw from the grid's own values would repeat some, and
+    # a repeated configuration is answered from the store, not trained
+    opt = {**grid, "name": "ovh-optuna", "space": {"model.rate": {"uniform": [rates[0], rates[-1]]}},
+           "strategy": {"kind": "Optuna", "sampler": "random", "n_trials": n}}
     out = {}
     for name, spec in (("grid", grid), ("optuna", opt)):
         r = run_flow(spec, folder, env)
