@@ -58,7 +58,9 @@ def _trial_maker(plan: SweepPlan, extra_key: str | None):
 
 def scheduler_for(plan: SweepPlan):
     """The plan's scheduler: Optuna's ask/tell loop (the study beside the tracking store) or ASHA."""
-    spec, slots = plan.spec, plan.spec.strategy.max_concurrent or plan.n_workers
+    # default: two configurations per worker, one running and one queued, so a worker does not idle while the
+    # driver tells, asks and submits (a Prefect task takes ~0.2 s to start)
+    spec, slots = plan.spec, plan.spec.strategy.max_concurrent or 2 * plan.n_workers
     if spec.strategy.kind == "Optuna":
         from pipeline.sweep import optuna_search as opt
 

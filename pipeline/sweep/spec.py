@@ -27,7 +27,7 @@ A sweep file is YAML::
 h2o.grid semantics: ``Cartesian`` enumerates every combination of the lists; ``RandomDiscrete`` draws
 ``max_models`` distinct configurations (each is then trained once per seed) and stops launching trials
 after ``max_runtime_secs``. ``Optuna`` runs Optuna's ask/tell loop with ``sampler`` (tpe, cmaes, random,
-nsga2) for ``n_trials`` configurations, at most ``max_concurrent`` in flight (default: one per worker); a
+nsga2) for ``n_trials`` configurations, at most ``max_concurrent`` in flight (default: two per worker); a
 configuration's value is the ``aggregate`` (mean or median) of its seeds' objective. Unlike h2o, a swept seed (``seeds`` or ``model.seed`` in ``space``) is never
 overridden.
 """
@@ -114,7 +114,7 @@ class Strategy(BaseModel):
     stopping_rounds: int = Field(default=0, ge=0)
     stopping_metric: str = Field(default="AUTO", min_length=1)  # AUTO: the objective; else a metrics key
     stopping_tolerance: float = Field(default=0.001, ge=0)
-    #: kind Optuna: the sampler, how many configurations, how many in flight (None: one per worker) and
+    #: kind Optuna: the sampler, how many configurations, how many in flight (None: two per worker) and
     #: how a configuration's seeds make its value
     sampler: str | None = None
     n_trials: int | None = Field(default=None, gt=0)
