@@ -125,3 +125,15 @@ def test_multi_objective_nsga2_puts_the_pareto_front_on_the_parent(tmp_path):
     assert table.startswith("| optuna trial | train_MSE | n_params |") and len(table.splitlines()) >= 3
     arts = {a.path for a in tracking.client(ctx.tracking_uri).list_artifacts(ctx.parent_run_id)}
     assert "pareto_front.png" in arts
+
+
+def test_the_new_fields_leave_older_sweep_keys_alone():
+    # an older sweep's key (and so its resume) must not change because Strategy/Halving grew fields
+    base = {"name": "k", "base": XOR, "strategy": {"kind": "RandomDiscrete", "max_models": 2},
+            "space": {"model.rate": {"uniform": [0.1, 0.2]}}, "halving": {"rungs": [2, 4]}}
+    plain = driver.sweep_key(load_sweep(base), "d")
+    assert driver.sweep_key(load_sweep({**base, "halving": {"rungs": [2, 4], "mode": "sync"}}), "d") == plain
+    assert driver.sweep_key(load_sweep({**base, "halving": {"rungs": [2, 4], "mode": "async"}}), "d") != plain
+    tpe = spec("k")
+    assert driver.sweep_key(load_sweep({**tpe, "strategy": {**tpe["strategy"], "max_concurrent": 7}}), "d") == \
+        driver.sweep_key(load_sweep(tpe), "d")  # concurrency is how, not what: a rerun with another resumes
