@@ -34,6 +34,8 @@ BENCHES = {
               ["benchmarks/bench_sweep.py"], ["--part", "overhead"]),
     "auth": ("MLflow basic auth: the credential cache (issue 12)",
              ["benchmarks/bench_auth_cache.py", "--children", "40", "--writers", "1,2"], ["--children", "10"]),
+    "search": ("Adaptive search: TPE vs random, ASHA vs synchronous halving, Optuna overhead (issue 16)",
+               ["benchmarks/bench_search.py"], ["--quick"]),
     "continuation": ("Halving: checkpoint continuation vs retraining, examples/sweeps/xor_random.yaml (issue 16)",
                      ["benchmarks/bench_continuation.py", "--repeats", "3"], ["--repeats", "1"]),
 }

@@ -101,16 +101,19 @@ def worker_memory_limit() -> int | None:
 
 
 def drain(futures: list, chunks: list, collector: collect.Collector, address: str | None,
-          worker_timeout: float, poll: float = 2.0) -> None:
+          worker_timeout: float, poll: float = 2.0, refill=None) -> None:
     """Wait for chunk futures, feeding outcomes to ``collector``; fail if no worker is alive for
-    ``worker_timeout`` seconds (Dask itself would wait forever)."""
+    ``worker_timeout`` seconds (Dask itself would wait forever).
+
+    ``refill`` (adaptive sweeps): called after each finished chunk, returns ``(future, chunk)`` pairs it
+    submitted (the chunks a ``pipeline.sweep.feed.Feed`` queued in response); they are waited for too."""
     from distributed import Client
 
     if not futures:
         return
     with Client(address, timeout=30, set_as_default=False) as monitor:
         try:
-            _drain_loop(futures, chunks, collector, monitor, worker_timeout, poll)
+            _drain_loop(futures, chunks, collector, monitor, worker_timeout, poll, refill)
         except SchedulerLost:
             raise
         except (Exception, asyncio.CancelledError) as err:
@@ -118,7 +121,7 @@ def drain(futures: list, chunks: list, collector: collect.Collector, address: st
             raise
 
 
-def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll: float) -> None:
+def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll: float, refill=None) -> None:
     chunk_of = {id(f): c for f, c in zip(futures, chunks)}
     pending, gone_since = list(futures), None
     while pending:
@@ -135,6 +138,9 @@ def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll
                 collector.mark_lost(chunk_of[id(fut)], f"chunk task failed: {type(err).__name__}: {err}")
             else:
                 collector.add(outcomes)
+            for new_fut, new_chunk in (refill() if refill else []):
+                chunk_of[id(new_fut)] = new_chunk
+                not_done.append(new_fut)
         pending = not_done
         if pending:
             alive = len(monitor.nthreads())

@@ -25,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import cluster
 from flows.artifacts import publish_summary
 from pipeline import tracking
-from pipeline.sweep import TrialOutcome, collect, driver, runner
+from pipeline.sweep import TrialOutcome, collect, driver, feed, runner
 from pipeline.uris import redact_uri
 
 
@@ -77,17 +77,22 @@ def sweep_flow(spec: str | dict[str, Any], store_dir: str = ".sweepnet", trackin
     try:
         while plan is not None:
             t1 = time.perf_counter()
-            chunks = driver.pending_chunks(plan)
-            collector = collect.Collector(plan, chunks)
-            futures = run_chunk.map(chunks, unmapped(plan.ctx), unmapped(plan.options)) if chunks else []
-            cluster.drain(list(futures), chunks, collector, dask_address, worker_timeout)
+            if feed.is_adaptive(plan):  # Optuna / ASHA: new chunks as results arrive, one pass
+                collector = feed.Feed(plan, feed.scheduler_for(plan))
+                chunks = _fan_out(collector, plan, dask_address, worker_timeout)
+                plan = collector.plan
+            else:
+                chunks = driver.pending_chunks(plan)
+                collector = collect.Collector(plan, chunks)
+                futures = run_chunk.map(chunks, unmapped(plan.ctx), unmapped(plan.options)) if chunks else []
+                cluster.drain(list(futures), chunks, collector, dask_address, worker_timeout)
             rung_rows = collector.rows()
             rows += rung_rows
             timing["fanout_s"] += time.perf_counter() - t1
             timing["chunks"] += len(chunks)
             timing["trial_compute_s"] += sum(o.seconds for o in collector.outcomes.values())
             timing["trial_logging_s"] += sum(o.log_seconds for o in collector.outcomes.values())
-            last, plan = plan, driver.next_rung(plan, rung_rows)
+            last, plan = plan, None if feed.is_adaptive(plan) else driver.next_rung(plan, rung_rows)
     except BaseException:
         tracking.close_sweep(plan.ctx, failed=True)
         driver.release_lease(plan)
@@ -116,6 +121,23 @@ def _import_in_background(module: str) -> None:
             pass
 
     threading.Thread(target=load, daemon=True, name=f"import-{module}").start()
+
+
+def _fan_out(source: feed.Feed, plan: driver.SweepPlan, dask_address: str | None, worker_timeout: float) -> list:
+    """Submit the feed's chunks, and the chunks it queues in response, until it has none left; the
+    adaptive study's plots go on the parent. Returns every chunk submitted."""
+    submitted: list = []
+
+    def submit() -> list:
+        chunks = source.take()
+        submitted.extend(chunks)
+        return list(zip(run_chunk.map(chunks, unmapped(plan.ctx), unmapped(plan.options)), chunks)) if chunks else []
+
+    first = submit()
+    cluster.drain([f for f, _ in first], [c for _, c in first], source, dask_address, worker_timeout, poll=0.25,
+                  refill=submit)
+    feed.log_study(source)
+    return submitted
 
 
 def run_sweep(spec: str | dict[str, Any], store_dir: str = ".sweepnet", dask_address: str | None = None,

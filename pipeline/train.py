@@ -89,9 +89,10 @@ def _usable_checkpoint(resume, spec, digest, horizon):
 
 
 def final_metrics(model, data) -> dict:
-    """Scores on every available split, prefixed train_/valid_/test_, plus the final objective."""
+    """Scores on every available split, prefixed train_/valid_/test_, plus the final objective and the
+    number of parameters (``n_params``, a size objective for multi-objective sweeps)."""
     out = {"final_objective": float(model.history_[-1]["training_objective"]),
-           "epochs_run": float(model.history_[-1]["epoch"])}
+           "epochs_run": float(model.history_[-1]["epoch"]), "n_params": float(model.n_params_)}
     for prefix, X, y in (("train", data.X_train, data.y_train), ("valid", data.X_valid, data.y_valid),
                          ("test", data.X_test, data.y_test)):
         if X is None or (y is None and model.task_ != "autoencoder"):

@@ -8,6 +8,7 @@ import json
 import math
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +48,13 @@ class Collector:
             for ck in {o.config_key for o in outcomes}:
                 if all(t.key in self.outcomes for t in self.members[ck]):
                     log_config_child(self.plan, self.members[ck], [self.outcomes[t.key] for t in self.members[ck]])
+
+    def extend(self, trials: list[Trial]) -> None:
+        """Trials an adaptive scheduler started after this collector was made (``pipeline.sweep.feed``)."""
+        self.plan = replace(self.plan, trials=self.plan.trials + list(trials))
+        for t in trials:
+            self.members.setdefault(t.config_key, []).append(t)
+        self.progress.total += len(trials)
 
     def mark_lost(self, trials: list[Trial], error: str) -> None:
         """A chunk whose task failed for good (e.g. KilledWorker): its trials count as failed."""

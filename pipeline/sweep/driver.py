@@ -85,6 +85,14 @@ def sweep_key(spec: SweepSpec, digest: str) -> str:
     if not spec.strategy.stopping_rounds:  # grid early stopping off: its fields change nothing, older keys hold
         for name in ("stopping_rounds", "stopping_metric", "stopping_tolerance"):
             payload["strategy"].pop(name, None)
+    payload["strategy"].pop("max_concurrent", None)
+    if not payload.get("objectives"):
+        payload.pop("objectives", None)
+    if spec.strategy.kind != "Optuna":  # as above: keys of sweeps older than the Optuna strategy hold
+        for name in ("sampler", "n_trials", "aggregate"):
+            payload["strategy"].pop(name, None)
+    if payload.get("halving") and payload["halving"].get("mode") == "sync":
+        payload["halving"].pop("mode")
     payload["base"] = base_config_dict(spec)
     text = json.dumps({"spec": payload, "data": digest}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -123,14 +131,15 @@ def compile_signature(config: dict[str, Any]) -> str:
     return json.dumps([sig, config.get("data")], sort_keys=True, default=str)
 
 
-def warm_and_probe(trials: list[ex.Trial], train_fn: str) -> float:
+def warm_and_probe(trials: list[ex.Trial], train_fn: str, objective: str | list[str] | None = None) -> float:
     """Compile every kernel variant the sweep needs in this process, so the on-disk Numba cache is warm
     before the workers start (concurrent cold compiles in every worker are what is slow), then estimate
     the seconds one trial takes from a short run of ~1/10 of its epochs.
 
     A trial that fails here (diverges, raises, runs out of memory) is not the driver's business: it is
     skipped, and the fan-out turns it into one FAILED child like any other. The estimate then comes from the
-    next trial that trains, or ``FALLBACK_TRIAL_SECONDS`` if none of the first few does."""
+    next trial that trains, or ``FALLBACK_TRIAL_SECONDS`` if none of the first few does. An ``objective``
+    metric the probe's result lacks is refused (``SweepRefused``)."""
     from pipeline.warmup import warm
 
     train = load_callable(train_fn)
@@ -149,11 +158,23 @@ def warm_and_probe(trials: list[ex.Trial], train_fn: str) -> float:
         short = max(1, math.ceil(epochs / 10))
         start = time.perf_counter()
         try:
-            train(_with_epochs(t.config, short))
+            result = train(_with_epochs(t.config, short))
         except Exception:  # noqa: BLE001 - same as above
             continue
+        for name in [objective] if isinstance(objective, str) or objective is None else objective:
+            _check_metric(name, getattr(result, "metrics", None))
         return (time.perf_counter() - start) * epochs / short
     return FALLBACK_TRIAL_SECONDS
+
+
+def _check_metric(objective: str | None, metrics: dict | None) -> None:
+    """Refuse an objective metric the probe trial does not report (no trial would: nothing to rank by)."""
+    if objective is None or not isinstance(metrics, dict) or objective in metrics:
+        return
+    raise SweepRefused(
+        f"objective.metric = {objective!r} is not a metric the trials report; they report "
+        f"{sorted(metrics)}: pick one of these"
+    )
 
 
 def _with_epochs(config: dict[str, Any], epochs: int) -> dict[str, Any]:
@@ -205,7 +226,7 @@ def prepare(
         tracking.reconcile_stale(ctx)
         trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
         trials = continuation.mark_rung(spec, trials)
-        trial_secs = warm_and_probe(trials, train_fn)
+        trial_secs = warm_and_probe(trials, train_fn, [o.metric for o in spec.objectives or [spec.objective]])
         trials, *waiting = ex.waves(spec, trials)
         size = _chunk_size(spec, len(trials), trial_secs, n_workers)
         deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
@@ -216,7 +237,9 @@ def prepare(
         return SweepPlan(spec, ctx, trials, axes, options, size, str(store), key, trial_secs=trial_secs,
                          n_workers=max(1, n_workers), reuse_older=reuse_older, reused=reused, older=older,
                          lease_note=note, waiting=waiting)
-    except BaseException:
+    except BaseException as err:
+        if isinstance(err, SweepRefused) and "ctx" in locals():  # refused by the probe: no parent left RUNNING
+            tracking.close_sweep(ctx, failed=True)
         lease.release(held)
         raise
 

@@ -98,7 +98,7 @@ def draw_points(spec: SweepSpec) -> list[dict[str, Any]]:
         points = [dict(zip(fields, combo)) for combo in itertools.product(*(spec.space[f] for f in fields))]
         return points[: spec.strategy.max_models] if spec.strategy.max_models else points
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(spec.strategy.seed)))
-    want = spec.strategy.max_models or 1
+    want = spec.strategy.max_models or spec.strategy.n_trials or 1  # Optuna: random draws to validate and warm
     finite = all(isinstance(spec.space[f], list) for f in fields)
     if finite:
         grid = [dict(zip(fields, c)) for c in itertools.product(*(spec.space[f] for f in fields))]

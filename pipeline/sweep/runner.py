@@ -291,6 +291,8 @@ def trial_tags(trial: Trial) -> dict[str, Any]:
         "sweepnet.index": trial.index, "sweepnet.seed": trial.seed, "sweepnet.data_digest": trial.data_digest,
     }
     tags.update({f"sweepnet.axis.{k}": v for k, v in trial.axes.items()})
+    if "optuna_trial" in trial.extra:  # the Optuna trial this configuration's seed belongs to
+        tags["sweepnet.optuna_trial"] = trial.extra["optuna_trial"]
     tags.update(version.source_tags())  # the code that computed this child (this process's)
     return tags
 

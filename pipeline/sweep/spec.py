@@ -5,8 +5,10 @@ A sweep file is YAML::
     name: xor-init-census
     base: ../configs/xor.yaml          # path relative to this file, or an inline config mapping
     objective: {metric: train_MSE, direction: minimize}   # a key of TrainResult.metrics; valid_* needs
+                                       # (a list of them is multi-objective: Optuna nsga2/tpe/random;)
                                        # data.valid_fraction > 0; test_* is refused unless select_on_test: true
-    strategy: {kind: Cartesian}        # or {kind: RandomDiscrete, max_models: 20, seed: 7}
+    strategy: {kind: Cartesian}        # or {kind: RandomDiscrete, max_models: 20, seed: 7}, or
+                                       # {kind: Optuna, sampler: tpe, n_trials: 40, seed: 7, max_concurrent: 2}
     seeds: 20                          # or an explicit list [0, 1, 5]; the initialisation axis
     space:
       model.hidden: [[2], [3], [4]]                # grid list
@@ -15,7 +17,8 @@ A sweep file is YAML::
       model.epochs: {int: [10, 100]}
       model.activation: {choice: [Tanh, Rectifier]}
     halving: {rungs: [20, 60, 200], keep: 0.34}   # optional successive halving over model.epochs; promoted
-                                       # configurations continue from their checkpoint (continue: false: retrain)
+                                       # configurations continue from their checkpoint (continue: false: retrain);
+                                       # mode: async promotes as results arrive (ASHA), sync (default) per rung
     child_per: trial                   # or config: one MLflow child per configuration + per-seed table
     census: {metric: train_MSE, solved_below: 0.05}   # "solved"; "reaches best" = within best_atol
     log_model: all                     # MLflow model per child: all | best | none (default: all; best for
@@ -23,7 +26,9 @@ A sweep file is YAML::
 
 h2o.grid semantics: ``Cartesian`` enumerates every combination of the lists; ``RandomDiscrete`` draws
 ``max_models`` distinct configurations (each is then trained once per seed) and stops launching trials
-after ``max_runtime_secs``. Unlike h2o, a swept seed (``seeds`` or ``model.seed`` in ``space``) is never
+after ``max_runtime_secs``. ``Optuna`` runs Optuna's ask/tell loop with ``sampler`` (tpe, cmaes, random,
+nsga2) for ``n_trials`` configurations, at most ``max_concurrent`` in flight (default: two per worker); a
+configuration's value is the ``aggregate`` (mean or median) of its seeds' objective. Unlike h2o, a swept seed (``seeds`` or ``model.seed`` in ``space``) is never
 overridden.
 """
 
@@ -36,6 +41,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _DIST_KINDS = ("uniform", "loguniform", "choice", "int_range")
+
+
 #: A sweep with at least this many seeds per configuration is a census: it logs only the best child's model.
 CENSUS_SEEDS = 5
 
@@ -97,7 +104,7 @@ class Strategy(BaseModel):
     """h2o.grid search criteria."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["Cartesian", "RandomDiscrete"] = "Cartesian"
+    kind: Literal["Cartesian", "RandomDiscrete", "Optuna"] = "Cartesian"
     max_models: int | None = Field(default=None, gt=0)
     max_runtime_secs: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0)
@@ -107,9 +114,24 @@ class Strategy(BaseModel):
     stopping_rounds: int = Field(default=0, ge=0)
     stopping_metric: str = Field(default="AUTO", min_length=1)  # AUTO: the objective; else a metrics key
     stopping_tolerance: float = Field(default=0.001, ge=0)
+    #: kind Optuna: the sampler, how many configurations, how many in flight (None: two per worker) and
+    #: how a configuration's seeds make its value
+    sampler: str | None = None
+    n_trials: int | None = Field(default=None, gt=0)
+    max_concurrent: int | None = Field(default=None, gt=0)
+    aggregate: Literal["mean", "median"] = "mean"
 
     @model_validator(mode="after")
     def _random_needs_bound(self) -> Strategy:
+        if self.kind == "Optuna":
+            from pipeline.sweep.spec_rules import check_optuna  # after this module is built
+
+            check_optuna(self)
+        elif self.sampler is not None or self.n_trials is not None or self.max_concurrent is not None:
+            raise ValueError(
+                f"strategy.sampler/n_trials/max_concurrent belong to kind Optuna, but strategy.kind is {self.kind}; "
+                "set kind: Optuna or remove them"
+            )
         if self.kind == "RandomDiscrete" and self.max_models is None:
             raise ValueError(
                 "strategy.kind RandomDiscrete needs strategy.max_models (how many configurations to draw), "
@@ -134,6 +156,9 @@ class Halving(BaseModel):
                               serialize_by_alias=True)
     rungs: tuple[int, ...] = Field(min_length=2)
     keep: float = Field(default=0.5, gt=0, lt=1)
+    #: sync: a rung waits for all its configurations; async (ASHA): promote as soon as a configuration is
+    #: in the top ``keep`` share of the results its rung has so far
+    mode: Literal["sync", "async"] = "sync"
     continue_: bool = Field(default=True, alias="continue")
 
     @field_validator("rungs")
@@ -173,6 +198,8 @@ class SweepSpec(BaseModel):
     seeds: int | list[int] | None = None
     strategy: Strategy = Strategy()
     objective: Objective = Objective()
+    #: multi-objective (Optuna): every objective in order; ``objective`` is the first (it ranks the leaderboard)
+    objectives: tuple[Objective, ...] = ()
     halving: Halving | None = None
     child_per: Literal["trial", "config"] = "trial"
     chunk_size: Literal["auto"] | int = "auto"
@@ -191,6 +218,16 @@ class SweepSpec(BaseModel):
             return self.log_model
         seeds = self.seed_axis
         return "best" if self.child_per == "config" or (seeds is not None and len(seeds) >= CENSUS_SEEDS) else "all"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_list(cls, raw: Any) -> Any:
+        """``objective: [{metric, direction}, ...]`` is several objectives; the first ranks the leaderboard."""
+        if isinstance(raw, dict) and isinstance(raw.get("objective"), list):
+            if not raw["objective"] or raw.get("objectives"):
+                raise ValueError("objective is an empty list; give one or more {metric: ..., direction: ...}")
+            raw = {**raw, "objective": raw["objective"][0], "objectives": list(raw["objective"])}
+        return raw
 
     @field_validator("space", mode="before")
     @classmethod
@@ -232,6 +269,9 @@ class SweepSpec(BaseModel):
                 "seeds and space['model.seed'] both set the seed axis; keep one of them"
             )
         dists = [f for f, v in self.space.items() if isinstance(v, Distribution)]
+        from pipeline.sweep.spec_rules import check_adaptive
+
+        check_adaptive(self)
         if self.strategy.kind == "Cartesian" and dists:
             raise ValueError(
                 f"space fields {dists} are random distributions but strategy.kind is Cartesian; "
