@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import model_logging, tracking, tracking_tables, ui_links, version
-from pipeline.sweep import champion, summary
+from pipeline.sweep import champion, summary, topk
 from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
@@ -178,6 +178,8 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
     if best and best.get("run_id"):
         tags.update({"sweepnet.best_run_id": best["run_id"], "sweepnet.best_trial_key": best["key"]})
         tracking.tag_run(ctx, best["run_id"], {"sweepnet.best": "true"})
+    if plan.options.artifacts and plan.spec.pictures_top_k:
+        topk.draw_top(ctx, rows, plan.spec.objective.direction, plan.spec.pictures_top_k)
     champ = champion.publish(plan, best)  # models:/NAME@champion (or why not), before the parent closes
     tags.update(champ)
     tracking.log_parent(ctx, result["metrics"], tags, out)
