@@ -92,6 +92,7 @@ def run_chunk(
     started = tracking.started_trials(ctx) if tracked else {}
     outcomes = []
     for trial in trials:
+        began = time.perf_counter()
         # one indexed lookup per trial (~5 ms at any sweep size) rather than every finished key per chunk,
         # which grows with the sweep: a chunk Dask re-runs after its worker died skips what was logged
         attempts = started.get(trial.key, {}).get("attempts", 0)
@@ -106,6 +107,8 @@ def run_chunk(
                 outcomes.append(run_trial(trial, ctx, options, train))
         else:
             outcomes.append(run_trial(trial, ctx, options, train))
+        if tracked:  # the worker's time on this trial besides training: lookups, marks, child, artifacts
+            outcomes[-1].log_seconds = time.perf_counter() - began - outcomes[-1].seconds
     return outcomes
 
 
