@@ -137,7 +137,7 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
     tags = {tracking.TAG_CONFIG: first.config_key, tracking.TAG_KIND: "config", "sweepnet.rung": first.rung,
             **{f"sweepnet.axis.{k}": v for k, v in axes.items()}, **version.source_tags()}
     label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in axes.items())
-    key = config_child_key(plan, first.config_key)
+    key = config_child_key(plan, first.config_key, [t.key for t in trials])  # trials: every member of the config
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "seeds.csv").write_text(seeds_csv(outcomes))
         status = "FINISHED" if ok else "FAILED"
