@@ -6,10 +6,15 @@
    wall time") and the whole process (Python start, imports, LocalCluster, Prefect flow run) --
    overhead/trial = (wall - sum(trial s) / 2) / N and efficiency = sum(trial s) / (2 * wall). Between the
    sizes: the marginal overhead of one more trial (slope) and the fixed cost per sweep (intercept).
-   Targets: <= 50 ms per trial and >= 90 %.
-2. A 10,000-trial XOR initialisation census end to end with tracking (``child_per: config``): wall time,
-   where it goes (prepare / fan-out / summary / trial compute), peak RSS of the driver (which hosts the
-   Dask scheduler) and of the workers, and the driver's RSS over the fan-out (flat or growing).
+   Against the plain baseline (``_plain_baseline``: the same trials on 2 multiprocessing processes, no
+   Prefect/Dask/MLflow, in the same run): efficiency = baseline wall / sweep wall and overhead per trial =
+   (sweep wall - baseline wall) x 2 workers / N. Targets (fan-out wall): >= 90 % and <= 50 ms per trial.
+   Then the 100-model digits grid: worker time per trial, training vs tracking (target tracking <= 50 ms).
+2. The lab's census: 10,000 XOR trials of 10,000 epochs end to end with tracking (``child_per: config``),
+   target <= 60 s on 2 workers: wall time, where it goes (prepare / fan-out / summary / trial compute), peak RSS
+   of the driver (which hosts the Dask scheduler) and of the workers, and the driver's RSS over the run (flat
+   or growing). ``--census-large 100000`` adds the 100,000-trial run (target <= 10 min, RSS flat); it takes
+   ~10 minutes, so ``make bench`` leaves it out.
 
 3. A small sweep's fixed cost (issue 15, ``--part small``): examples/sweeps/digits_small.yaml (12 digits
    models, 10 epochs) end to end with ``sweepnet sweep`` on its defaults, cold (no services running, fresh
@@ -21,10 +26,11 @@
 Parts 1 and 2 share one Prefect server started for them (as ``sweepnet sweep`` does) and stopped at the end;
 part 3 runs ``sweepnet sweep`` as a user does, with nothing exported, and stops what it kept.
 
-    .venv/bin/python benchmarks/bench_sweep.py                # both parts
+    .venv/bin/python benchmarks/bench_sweep.py                # every part
     .venv/bin/python benchmarks/bench_sweep.py --part overhead --trials 16,256
     .venv/bin/python benchmarks/bench_sweep.py --part census --census-trials 2000
     .venv/bin/python benchmarks/bench_sweep.py --part small --small-repeats 3
+    .venv/bin/python benchmarks/bench_sweep.py --part census --census-large 100000
 """
 
 from __future__ import annotations
@@ -127,21 +133,32 @@ def calibrate_epochs(target_s: float) -> int:
 SCOPES = ("fanout", "flow", "process")  # fan-out only; the flow (prepare + fan-out + summary); the whole process
 
 
-def overhead(folder: Path, env: dict, sizes: list[int], trial_s: float) -> dict:
+def overhead(folder: Path, env: dict, sizes: list[int], trial_s: float, grid: bool = True) -> dict:
+    """Per size: the sweep, and the plain baseline (``_plain_baseline``: the same trials on 2 plain processes) in
+    the same run. efficiency = baseline wall / sweep wall; overhead per trial = (sweep wall - baseline wall) *
+    workers / N (worker-seconds per trial), for the fan-out wall and the flow wall (prepare + fan-out + summary).
+    Then the 100-model digits grid's worker time per trial (training vs tracking) from the flow's timing."""
+    from _plain_baseline import run_baseline
+
     epochs = calibrate_epochs(trial_s)
     runs = []
     for n_trials in sizes:
         spec = {"name": f"bench-overhead-{n_trials}", "base": {**XOR, "model": {**XOR["model"], "epochs": epochs}},
                 "seeds": n_trials, "objective": {"metric": "train_MSE"}}  # chunk_size auto
+        base = run_baseline(spec, workers=2)
         r = run_flow(spec, folder, env)
         t, n = r["timing"], r["trials"]
         half = t["trial_compute_s"] / 2
         walls = {"fanout": t["fanout_s"], "flow": t["prepare_s"] + t["fanout_s"] + t["summary_s"],
                  "process": r["process_wall_s"]}
-        r.update(epochs=epochs, mean_trial_s=t["trial_compute_s"] / n, walls=walls,
+        r.update(epochs=epochs, mean_trial_s=t["trial_compute_s"] / n, walls=walls, baseline=base,
+                 mean_baseline_trial_s=base["trial_sum_s"] / n,
                  extra_s={k: w - half for k, w in walls.items()},
                  overhead_ms_per_trial={k: 1000 * (w - half) / n for k, w in walls.items()},
-                 efficiency={k: half / w for k, w in walls.items()})
+                 efficiency={k: half / w for k, w in walls.items()},
+                 vs_baseline={k: {"efficiency": base["wall_s"] / walls[k],
+                                  "overhead_ms_per_trial": 1000 * (walls[k] - base["wall_s"]) * 2 / n}
+                              for k in ("fanout", "flow")})
         runs.append(r)
     out = {"runs": runs}
     if len(runs) >= 2:
@@ -149,19 +166,59 @@ def overhead(folder: Path, env: dict, sizes: list[int], trial_s: float) -> dict:
         dn = b["trials"] - a["trials"]
         out["marginal_ms_per_trial"] = {k: 1000 * (b["extra_s"][k] - a["extra_s"][k]) / dn for k in SCOPES}
         out["fixed_s"] = {k: a["extra_s"][k] - a["trials"] * out["marginal_ms_per_trial"][k] / 1000 for k in SCOPES}
+    if grid:
+        out["grid"] = digits_grid(folder, env)
     return out
 
 
+#: The issue's 100-model grid: hidden [10]/[50] x l1 0/1e-4 x 25 seeds, 10 epochs, h2o defaults otherwise,
+#: the first 1347 digits rows train (a fifth of them held out to rank on).
+GRID = {"name": "bench-grid-100", "seeds": 25, "objective": {"metric": "valid_accuracy", "direction": "maximize"},
+        "base": {"name": "digits", "data": {"source": "digits", "train_rows": 1347}, "model": {"epochs": 10}},
+        "space": {"model.hidden": [[10], [50]], "model.l1": [0.0, 1.0e-4], "data.valid_fraction": [0.2]}}
+
+
+def digits_grid(folder: Path, env: dict) -> dict:
+    """Worker time per trial of the 100-model grid: training vs tracking (lookups, marks, the child run and its
+    files: ``TrialOutcome.log_seconds``), and the rest of the fan-out's worker-seconds (Prefect, Dask, idle)."""
+    r = run_flow(GRID, folder, env)
+    t, n = r["timing"], r["trials"]
+    r.update(compute_ms_per_trial=1000 * t["trial_compute_s"] / n, logging_ms_per_trial=1000 * t["trial_logging_s"] / n,
+             other_ms_per_trial=1000 * (2 * t["fanout_s"] - t["trial_compute_s"] - t["trial_logging_s"]) / n)
+    return r
+
+
 def census(folder: Path, env: dict, n_trials: int, epochs: int) -> dict:
+    """The lab's census: XOR hidden [2]/[3]/[4] x initial_weight_scale 0.01/0.1/1 x seeds, ``epochs`` each (the
+    lab's 10,000), one MLflow child per configuration, end to end on 2 workers."""
     seeds = -(-n_trials // 9)
-    spec = {"name": "bench-census", "base": {**XOR, "model": {**XOR["model"], "epochs": epochs,
-                                                               "initial_weight_distribution": "Normal"}},
+    spec = {"name": f"bench-census-{n_trials}", "base": {**XOR, "model": {**XOR["model"], "epochs": epochs,
+                                                                          "initial_weight_distribution": "Normal"}},
             "seeds": seeds, "child_per": "config", "objective": {"metric": "train_MSE"},
             "census": {"metric": "train_MSE", "solved_below": 0.05},
             "space": {"model.hidden": [[2], [3], [4]], "model.initial_weight_scale": [0.01, 0.1, 1.0]}}
     r = run_flow(spec, folder, env)
-    r["epochs"] = epochs
+    r.update(epochs=epochs, requested=n_trials)
     return r
+
+
+def _baseline_lines(o: dict) -> list[str]:
+    """Rows of one size against the plain baseline: efficiency = baseline wall / sweep wall, overhead per trial =
+    (sweep wall - baseline wall) x 2 workers / N; targets ≥ 90 % and ≤ 50 ms on the fan-out wall."""
+    b, v, n = o["baseline"], o["vs_baseline"], o["trials"]
+    eff, ms = v["fanout"]["efficiency"], v["fanout"]["overhead_ms_per_trial"]
+    return [f"| {n} trials: plain baseline (the same trials on 2 multiprocessing processes, no Prefect/Dask/MLflow) "
+            f"wall / its mean trial | {b['wall_s']:.1f} s / {b['trial_sum_s'] / n:.2f} s |",
+            f"| {n} trials vs the baseline: efficiency = baseline wall / sweep wall, fan-out / flow | "
+            f"{100 * eff:.0f} % / {100 * v['flow']['efficiency']:.0f} % (target fan-out ≥ 90 %: "
+            f"{'met' if eff >= 0.9 else 'not met'}) |",
+            f"| {n} trials vs the baseline: overhead per trial = (sweep wall − baseline wall) × 2 / N, fan-out / flow | "
+            f"{ms:.0f} ms / {v['flow']['overhead_ms_per_trial']:.0f} ms (target fan-out ≤ 50 ms: "
+            f"{'met' if ms <= 50 else 'not met'}) |"]
+
+
+#: Census sizes with an end-to-end target (seconds, on 2 workers), from issue 15.
+CENSUS_GOALS = {10_000: 60.0, 100_000: 600.0}
 
 
 def report(results: dict) -> str:
@@ -181,22 +238,39 @@ def report(results: dict) -> str:
                       f"artifacts) / the rest (Prefect, Dask, idle) | {t['trial_compute_s']:.1f} s / "
                       f"{t['trial_logging_s']:.1f} s ({1000 * t['trial_logging_s'] / o['trials']:.0f} ms a trial) / "
                       f"{2 * t['fanout_s'] - t['trial_compute_s'] - t['trial_logging_s']:.1f} s |"]
+            lines += _baseline_lines(o)
         o = results["overhead"]
         if "marginal_ms_per_trial" in o:
             lines += ["| marginal overhead of one more trial (slope between the sizes), fan-out / flow / process | "
                       + " / ".join(f"{o['marginal_ms_per_trial'][k]:.0f} ms" for k in SCOPES) + " |",
                       "| fixed overhead per sweep (intercept), fan-out / flow / process | "
                       + " / ".join(f"{o['fixed_s'][k]:.1f} s" for k in SCOPES) + " |"]
+        if "grid" in o:
+            g = o["grid"]
+            lines += [f"| {g['trials']}-model digits grid (hidden [10]/[50] x l1 0/1e-4 x 25 seeds, 10 epochs): worker "
+                      f"time per trial, training / tracking (lookups, marks, child run, files) / the rest (Prefect, "
+                      f"Dask, idle) | {g['compute_ms_per_trial']:.0f} ms / {g['logging_ms_per_trial']:.0f} ms / "
+                      f"{g['other_ms_per_trial']:.0f} ms (target tracking ≤ 50 ms: "
+                      f"{'met' if g['logging_ms_per_trial'] <= 50 else 'not met'}) |",
+                      f"| {g['trials']}-model digits grid: end to end (Prefect server already running; fresh store and "
+                      f"LocalCluster) / prepare / fan-out / summary | {g['process_wall_s']:.1f} s / "
+                      f"{g['timing']['prepare_s']:.1f} s / {g['timing']['fanout_s']:.1f} s / "
+                      f"{g['timing']['summary_s']:.1f} s (target ≤ 15 s: "
+                      f"{'met' if g['process_wall_s'] <= 15 else 'not met'}) |"]
     if "census" in results:
-        c, t = results["census"], results["census"]["timing"]
-        lines += [f"| census: {c['trials']} XOR trials ({c['epochs']} epochs), child_per config, "
-                  f"{t['chunks']} chunks of {t['chunk_size']} | {c['process_wall_s']:.0f} s end to end |",
-                  f"| census: prepare (expand + validate + warm) / fan-out / summary | {t['prepare_s']:.1f} s / "
-                  f"{t['fanout_s']:.1f} s / {t['summary_s']:.1f} s |",
-                  f"| census: trial compute sum (2 workers) | {t['trial_compute_s']:.1f} s |",
-                  f"| census: peak RSS driver+scheduler / one worker / all | {c['peak_rss_mb']['driver']} / "
-                  f"{c['peak_rss_mb']['worker']} / {c['peak_rss_mb']['total']} MB |",
-                  f"| census: driver RSS at 25/50/75/100 % of the run | {c['driver_rss_mb_quartiles']} MB |"]
+        for c in results["census"]:
+            t = c["timing"]
+            goal = CENSUS_GOALS.get(c.get("requested"))
+            met = "" if goal is None else f" (target ≤ {goal:.0f} s: {'met' if c['process_wall_s'] <= goal else 'not met'})"
+            lines += [f"| census: {c['trials']} XOR trials ({c['epochs']} epochs), child_per config, "
+                      f"{t['chunks']} chunks of {t['chunk_size']}, 2 workers | {c['process_wall_s']:.0f} s end to end{met} |",
+                      f"| census {c['trials']}: prepare (expand + validate + warm) / fan-out / summary | "
+                      f"{t['prepare_s']:.1f} s / {t['fanout_s']:.1f} s / {t['summary_s']:.1f} s |",
+                      f"| census {c['trials']}: trial compute sum (2 workers) | {t['trial_compute_s']:.1f} s "
+                      f"({1000 * t['trial_compute_s'] / c['trials']:.1f} ms a trial) |",
+                      f"| census {c['trials']}: peak RSS driver+scheduler / one worker / all | {c['peak_rss_mb']['driver']} / "
+                      f"{c['peak_rss_mb']['worker']} / {c['peak_rss_mb']['total']} MB |",
+                      f"| census {c['trials']}: driver RSS at 25/50/75/100 % of the run | {c['driver_rss_mb_quartiles']} MB |"]
     return "\n".join(lines)
 
 
@@ -207,7 +281,10 @@ def main() -> int:
     p.add_argument("--trials", default="16,256", help="comma-separated sweep sizes for the overhead part")
     p.add_argument("--trial-seconds", type=float, default=2.0)
     p.add_argument("--census-trials", type=int, default=10_000)
-    p.add_argument("--census-epochs", type=int, default=500)
+    p.add_argument("--census-large", type=int, default=0, metavar="N",
+                   help="also run an N-trial census (e.g. 100000: ~10 min, so not part of `make bench`)")
+    p.add_argument("--census-epochs", type=int, default=10_000, help="epochs a census trial (the lab's 10,000)")
+    p.add_argument("--no-grid", action="store_true", help="overhead part without the 100-model digits grid")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_sweep.json"))
     a = p.parse_args()
     from app.services import start_prefect, stop_services
@@ -227,13 +304,16 @@ def main() -> int:
                "DASK_LOGGING__DISTRIBUTED": "warning", "MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
         try:
             if a.part in ("overhead", "all"):
-                results["overhead"] = overhead(folder, env, [int(v) for v in a.trials.split(",")], a.trial_seconds)
+                results["overhead"] = overhead(folder, env, [int(v) for v in a.trials.split(",")], a.trial_seconds,
+                                               grid=not a.no_grid)
             if a.part in ("census", "all"):
-                results["census"] = census(folder, env, a.census_trials, a.census_epochs)
+                sizes = [a.census_trials] + ([a.census_large] if a.census_large else [])
+                results["census"] = [census(folder, env, n, a.census_epochs) for n in sizes]
         finally:
             stop_services(folder / "prefect")
     results["load_avg_at_end"] = os.getloadavg()
-    for r in [*results.get("overhead", {}).get("runs", []), results.get("census")]:
+    for r in [*results.get("overhead", {}).get("runs", []), results.get("overhead", {}).get("grid"),
+              *results.get("census", [])]:
         if r:
             r.pop("leaderboard_md", None)
             r.pop("census_md", None)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import model_logging, tracking, tracking_tables, ui_links, version
-from pipeline.sweep import champion, continuation, summary
+from pipeline.sweep import champion, continuation, summary, topk
 from pipeline.sweep.driver import SweepPlan, config_child_key, release_lease
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
@@ -145,7 +145,7 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
     tags = {tracking.TAG_CONFIG: first.config_key, tracking.TAG_KIND: "config", "sweepnet.rung": first.rung,
             **{f"sweepnet.axis.{k}": v for k, v in axes.items()}, **version.source_tags()}
     label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in axes.items())
-    key = config_child_key(plan, first.config_key)
+    key = config_child_key(plan, first.config_key, [t.key for t in trials])  # trials: every member of the config
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "seeds.csv").write_text(seeds_csv(outcomes))
         status = "FINISHED" if ok else "FAILED"
@@ -189,6 +189,8 @@ def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None)
     if best and best.get("run_id"):
         tags.update({"sweepnet.best_run_id": best["run_id"], "sweepnet.best_trial_key": best["key"]})
         tracking.tag_run(ctx, best["run_id"], {"sweepnet.best": "true"})
+    if plan.options.artifacts and plan.spec.pictures_top_k:
+        topk.draw_top(ctx, rows, plan.spec.objective.direction, plan.spec.pictures_top_k)
     champ = champion.publish(plan, best)  # models:/NAME@champion (or why not), before the parent closes
     tags.update(champ)
     tracking.log_parent(ctx, result["metrics"], tags, out)

@@ -49,7 +49,7 @@ class ChunkOptions:
         ``config``: no per-trial MLflow children; outcomes go back to the driver, which logs one child
         per configuration with the per-seed table.
     artifacts : bool
-        Log learning curve, weights, config (and feature picture) per trial child.
+        Log scoring history, weights and config per trial child (pictures: :mod:`pipeline.sweep.topk`).
     deadline : float or None
         ``time.time()`` after which no new trial starts (``max_runtime_secs``).
     train_fn : str
@@ -94,6 +94,7 @@ def run_chunk(
     started = tracking.started_trials(ctx) if tracked else {}
     outcomes = []
     for trial in trials:
+        began = time.perf_counter()
         # one indexed lookup per trial (~5 ms at any sweep size) rather than every finished key per chunk,
         # which grows with the sweep: a chunk Dask re-runs after its worker died skips what was logged
         attempts = started.get(trial.key, {}).get("attempts", 0)
@@ -108,6 +109,8 @@ def run_chunk(
                 outcomes.append(run_trial(trial, ctx, options, train))
         else:
             outcomes.append(run_trial(trial, ctx, options, train))
+        if tracked:  # the worker's time on this trial besides training: lookups, marks, child, artifacts
+            outcomes[-1].log_seconds = time.perf_counter() - began - outcomes[-1].seconds
     return outcomes
 
 
@@ -320,17 +323,15 @@ def write_scoring_history(history: list[dict], path: Path) -> None:
 
 
 def write_trial_artifacts(folder: Path, trial: Trial, result) -> None:
-    """Learning curve PNG, scoring history CSV, resolved config YAML, weights (``model.save``), feature
-    picture if any."""
-    from pipeline import plots
+    """Scoring history CSV, resolved config YAML and weights (``model.save``): the files a worker logs per trial.
 
+    The learning curve and the feature picture are drawn from these at summary time for the best trials
+    (:mod:`pipeline.sweep.topk`), not here: together they cost more than a small trial's training."""
     (folder / "config.yaml").write_text(yaml.safe_dump(trial.config, sort_keys=False))
     write_scoring_history(result.history, folder / "scoring_history.csv")
-    plots.learning_curve(result.history, folder / "learning_curve.png", title=f"trial {trial.index}")
     model_dir = folder / "model"
     model_dir.mkdir()
     result.model.save(model_dir / "weights.npz", extra=model_file_extra(result))
-    feature_picture(result, folder / "features.png")
     continuation.write_checkpoint(folder, trial, result)
 
 
@@ -342,23 +343,3 @@ def model_file_extra(result) -> dict:
     example = mlflow_model.input_example(rows, mlflow_model.fitted_steps(meta))
     return {"config": getattr(result, "config", None) or {}, "data_meta": meta,
             "input_example": None if example is None else example.tolist()}
-
-
-def feature_picture(result, path: Path) -> bool:
-    """First-layer weights as image tiles, when the data are images and ``pipeline.pictures`` exists."""
-    meta = getattr(result, "data_meta", None) or {}
-    if not meta.get("image_shape"):
-        return False
-    try:
-        from pipeline import pictures  # written by the datasets engineer; optional
-    except ImportError:
-        return False
-    try:
-        from pipeline.pictures import picture_steps
-
-        W, _ = result.model.layer_params(0)
-        steps = picture_steps(result.model, meta.get("preprocessing")) or None
-        pictures.write_feature_picture(W, tuple(meta["image_shape"]), path, steps)
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return False  # e.g. an image shape that does not match the first layer (conv features)
-    return True

@@ -23,6 +23,8 @@ A sweep file is YAML::
     census: {metric: train_MSE, solved_below: 0.05}   # "solved"; "reaches best" = within best_atol
     log_model: all                     # MLflow model per child: all | best | none (default: all; best for
                                        # censuses: child_per: config or CENSUS_SEEDS+ seeds)
+    pictures_top_k: 10                 # learning curve + feature picture drawn at summary time for the
+                                       # k best children (0: none); every child keeps its history and weights
 
 h2o.grid semantics: ``Cartesian`` enumerates every combination of the lists; ``RandomDiscrete`` draws
 ``max_models`` distinct configurations (each is then trained once per seed) and stops launching trials
@@ -209,6 +211,8 @@ class SweepSpec(BaseModel):
     #: rank by a ``test_*`` metric knowingly (model selection on the test set); the summary then says so
     select_on_test: bool = False
     log_model: Literal["best", "all", "none"] | None = None
+    #: children that get a learning curve and a feature picture, drawn at summary time (``pipeline.sweep.topk``)
+    pictures_top_k: int = Field(default=10, ge=0)
 
     @property
     def model_logging(self) -> str:

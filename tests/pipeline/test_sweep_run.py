@@ -144,6 +144,9 @@ def test_census_mode_logs_one_child_per_configuration_with_seed_table(store):
     table = list(csv.DictReader(io.StringIO(tracking.read_artifact_text(plan.ctx, ok[0].info.run_id, "seeds.csv"))))
     assert len(table) == 3 and {"seed", "key", "objective", "m_train_MSE"} <= set(table[0])
     rerun = driver.prepare(sweep("s3", child_per="config", seeds=3, chunk_size=4), store, n_workers=2)
+    keys = driver.config_child_keys(rerun)  # one pass over the trials: the keys the children were logged with
+    assert keys == {ck: driver.config_child_key(rerun, ck) for ck in {t.config_key for t in rerun.trials}}
+    assert {r.data.tags[tracking.TAG_KEY] for r in kids} == set(keys.values())
     left = driver.pending_chunks(rerun)
     assert sum(map(len, left)) == 6  # only the two all-failed configurations run again
     _, res2 = run(rerun, left)
