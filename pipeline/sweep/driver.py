@@ -134,7 +134,8 @@ def compile_signature(config: dict[str, Any]) -> str:
 def warm_and_probe(trials: list[ex.Trial], train_fn: str, objective: str | list[str] | None = None) -> float:
     """Compile every kernel variant the sweep needs in this process, so the on-disk Numba cache is warm
     before the workers start (concurrent cold compiles in every worker are what is slow), then estimate
-    the seconds one trial takes from a short run of ~1/10 of its epochs.
+    the seconds one trial takes from two short runs (~1/10 and ~2/10 of its epochs: a fixed cost plus a
+    per-epoch slope, so that small trials' fixed cost is not scaled up ten times).
 
     A trial that fails here (diverges, raises, runs out of memory) is not the driver's business: it is
     skipped, and the fan-out turns it into one FAILED child like any other. The estimate then comes from the
@@ -156,15 +157,30 @@ def warm_and_probe(trials: list[ex.Trial], train_fn: str, objective: str | list[
     for t in trials[:PROBE_ATTEMPTS]:
         epochs = int(get_dotted(t.config, "model.epochs", 1) or 1)
         short = max(1, math.ceil(epochs / 10))
-        start = time.perf_counter()
         try:
-            result = train(_with_epochs(t.config, short))
+            (t1, result), (t2, _) = (_timed(train, _with_epochs(t.config, n)) for n in (short, 2 * short))
         except Exception:  # noqa: BLE001 - same as above
             continue
         for name in [objective] if isinstance(objective, str) or objective is None else objective:
             _check_metric(name, getattr(result, "metrics", None))
-        return (time.perf_counter() - start) * epochs / short
+        return _trial_seconds(t1, t2, short, epochs)
     return FALLBACK_TRIAL_SECONDS
+
+
+def _timed(train, config: dict) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = train(config)
+    return time.perf_counter() - start, result
+
+
+def _trial_seconds(t1: float, t2: float, short: int, epochs: int) -> float:
+    """A trial of ``epochs`` from runs of ``short`` (t1 s) and ``2 * short`` epochs (t2 s): fixed cost (data,
+    model set-up, tracking-free scoring) plus a per-epoch slope, never less than the longer probe took."""
+    if epochs <= short:
+        return t1
+    per_epoch = max(t2 - t1, 0.0) / short
+    fixed = max(t1 - per_epoch * short, 0.0)
+    return max(fixed + per_epoch * epochs, t2 if epochs >= 2 * short else t1)
 
 
 def _check_metric(objective: str | None, metrics: dict | None) -> None:
