@@ -13,6 +13,7 @@ from pipeline import tracking
 from pipeline.model import DeepLearningModel
 from pipeline.sweep import collect, continuation, driver, expand, runner
 from pipeline.train import run_training
+from tests.pipeline.rungs import run_rungs
 
 XOR = {"name": "xor", "data": {"source": "xor"},
        "model": {"activation": "Tanh", "hidden": [2], "epochs": 300, "distribution": "gaussian",
@@ -33,15 +34,7 @@ def store(tmp_path_factory):
 
 def run_all(plan):
     """Every rung as the flow runs them (chunks in this process), then the summary."""
-    rows = []
-    while plan is not None:
-        chunks = driver.pending_chunks(plan)
-        col = collect.Collector(plan, chunks, every=0)
-        for c in chunks:
-            col.add(runner.run_chunk(c, plan.ctx, plan.options))
-        rung_rows = col.rows()
-        rows += rung_rows
-        last, plan = plan, driver.next_rung(plan, rung_rows)
+    last, rows = run_rungs(plan)
     return last, collect.finish(last, rows, None)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import tracking
 from pipeline.sweep import collect, driver, runner
+from tests.pipeline.rungs import run_rungs
 
 XOR = {"name": "xor", "data": {"source": "xor"},
        "model": {"activation": "Tanh", "hidden": [2], "epochs": 300, "distribution": "gaussian",
@@ -231,14 +232,7 @@ def test_random_search_stops_launching_configurations_when_the_objective_stalls(
     space = {"model.stopping_tolerance": {"uniform": [0.0, 1.0]}}
     strategy = {"kind": "RandomDiscrete", "max_models": 8, "seed": 3, "stopping_rounds": 2}
     plan = driver.prepare(sweep("grid-stop", space=space, strategy=strategy), store, n_workers=2)
-    rows = []
-    while plan is not None:
-        chunks = driver.pending_chunks(plan)
-        col = collect.Collector(plan, chunks, every=0)
-        for c in chunks:
-            col.add(runner.run_chunk(c, plan.ctx, plan.options))
-        rows += col.rows()
-        last, plan = plan, driver.next_rung(plan, col.rows())
+    last, rows = run_rungs(plan)
     res = collect.finish(last, rows, tmp_path)
     assert res["trials"] == 8  # 4 configurations x 2 seeds of the 8 drawn
     assert sorted(r["index"] for r in rows) == list(range(8))

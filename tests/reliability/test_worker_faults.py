@@ -30,6 +30,21 @@ def _check_against_reference(store, reference, tmp_path) -> dict:
     return seen
 
 
+def _rerun_on_a_new_cluster(spec, store, env, state, own_dask, reference, tmp_path) -> tuple:
+    """After a failed sweep: its census, then the same command on a new 2-worker cluster, checked against the
+    undisturbed run; (census before, census after, trials the rerun ran, the rerun)."""
+    from app.services import stop_services
+
+    before = h.census(h.sweep_ctx(h.sqlite_uri(store), h.FAULT_SPEC["name"]))
+    stop_services(state)
+    address2, _ = own_dask(2)
+    rerun = h.cli_sweep(spec, store, env, "--dask-address", address2, "--no-gradcheck", label="rerun")
+    assert rerun.wait(timeout=300) == 0, rerun.stderr[-3000:]
+    seen = _check_against_reference(store, reference, tmp_path)
+    assert before["finished_ids"] <= seen["finished_ids"], "a trial finished before the failure ran again"
+    return before, seen, len(seen["finished_ids"] - before["finished_ids"]), rerun
+
+
 def _kill_one_worker(state, victim_index: int) -> int:
     procs = h.worker_processes(state)
     victim = procs[victim_index % len(procs)]
@@ -116,17 +131,7 @@ def test_every_worker_dies_then_rerun_completes(tmp_path, rel_prefect, own_dask,
     assert code == 1, proc.stderr[-3000:]
     assert "every Dask worker" in proc.stderr and "rerun the same command" in proc.stderr
     assert fail_s < worker_timeout + 60
-    ctx = h.sweep_ctx(h.sqlite_uri(store), h.FAULT_SPEC["name"])
-    before = h.census(ctx)
-    from app.services import stop_services
-
-    stop_services(state)
-    address2, _ = own_dask(2)
-    rerun = h.cli_sweep(spec, store, env, "--dask-address", address2, "--no-gradcheck", label="rerun")
-    assert rerun.wait(timeout=300) == 0, rerun.stderr[-3000:]
-    seen = _check_against_reference(store, reference, tmp_path)
-    assert before["finished_ids"] <= seen["finished_ids"], "a trial finished before the failure ran again"
-    ran_again = len(seen["finished_ids"] - before["finished_ids"])
+    before, seen, ran_again, rerun = _rerun_on_a_new_cluster(spec, store, env, state, own_dask, reference, tmp_path)
     assert ran_again == h.N_FAULT_TRIALS - len(before["finished_ids"])
     message = h.failure_line(proc.stderr)
     h.record(request.node.name, injected="SIGKILL to both Dask workers and their nannies after 2 finished "
@@ -182,7 +187,7 @@ def test_scheduler_killed_mid_sweep_fails_clearly_then_rerun_completes(tmp_path,
     proc = h.cli_sweep(spec, store, env, "--dask-address", address, "--no-gradcheck", label="scheduler-dies")
     db = store / "mlflow.db"
     h.wait_for(lambda: h.sqlite_finished(db) >= 2, proc, 240, "2 finished trials")
-    from app.services import procs, stop_services
+    from app.services import procs
 
     sched = [procs.record_from(r) for r in procs.read_state(state)["processes"].values()
              if r["name"] == "dask-scheduler"]
@@ -193,15 +198,7 @@ def test_scheduler_killed_mid_sweep_fails_clearly_then_rerun_completes(tmp_path,
     message = h.failure_line(proc.stderr)
     assert code == 1, proc.stdout[-3000:]
     assert f"the Dask scheduler at {address}" in message and "rerun the same command" in message, message
-    ctx = h.sweep_ctx(h.sqlite_uri(store), h.FAULT_SPEC["name"])
-    before = h.census(ctx)
-    stop_services(state)
-    address2, _ = own_dask(2)
-    rerun = h.cli_sweep(spec, store, env, "--dask-address", address2, "--no-gradcheck", label="rerun")
-    assert rerun.wait(timeout=300) == 0, rerun.stderr[-3000:]
-    seen = _check_against_reference(store, reference, tmp_path)
-    assert before["finished_ids"] <= seen["finished_ids"], "a trial finished before the failure ran again"
-    ran_again = len(seen["finished_ids"] - before["finished_ids"])
+    before, seen, ran_again, rerun = _rerun_on_a_new_cluster(spec, store, env, state, own_dask, reference, tmp_path)
     h.record(request.node.name, injected="SIGKILL to the Dask scheduler after 2 finished trials; new cluster; "
              "same command rerun", trials=h.N_FAULT_TRIALS, finished_before_failure=len(before["finished_ids"]),
              rerun_ran=ran_again, finished_once=seen["finished_once"], duplicates=seen["duplicates"],
