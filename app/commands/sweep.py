@@ -26,12 +26,18 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
   strategy: {kind: Cartesian}           # or {kind: RandomDiscrete, max_models: 20, seed: 7,
                                         #     max_runtime_secs: 600, stopping_rounds: 3,
                                         #     stopping_metric: AUTO, stopping_tolerance: 0.001}
+                                        #   or {kind: Optuna, sampler: tpe|cmaes|random|nsga2,
+                                        #     n_trials: 48, seed: 0, max_concurrent: 4, aggregate: mean}
+                                        #   (ask/tell over the workers; the study in STORE/optuna.db;
+                                        #   a list of objectives is multi-objective: nsga2, Pareto front)
   seeds: 20                             # or [1, 2, 3]: the initialisation axis (never overridden)
   space:                                # any dotted field of the training config
     model.hidden: [[2], [3], [4]]       # grid lists ...
     model.initial_weight_scale: [0.01, 0.1, 1.0]
     model.rate: {loguniform: [1.0e-4, 1.0e-1]}   # ... or (RandomDiscrete) uniform/loguniform/choice/int
-  halving: {rungs: [200, 1000, 4000], keep: 0.34} # optional successive halving over model.epochs
+  halving: {rungs: [200, 1000, 4000], keep: 0.34} # optional successive halving over model.epochs;
+                                        #   mode: sync (rung by rung) or async (ASHA: promote as soon
+                                        #   as a result is in the top `keep` of its rung so far)
                                         #   (continue: true by default: promoted trials go on from
                                         #   their previous rung's checkpoint; false retrains from 0)
   child_per: trial                      # or config: one MLflow child per configuration with a
@@ -40,6 +46,8 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
                                         #   the best is registered as models:/NAME@champion
   chunk_size: auto                      # trials per Prefect task (auto: ~20 s of work each)
   census: {metric: train_MSE, solved_below: 0.05}   # what "solved" means in the census
+  pictures_top_k: 10                    # learning curve / feature picture for the best k children,
+                                        #   drawn at summary time (0: none)
 
 Where it runs:
   default        a local Prefect server and Dask workers (one single-threaded process per core) on
