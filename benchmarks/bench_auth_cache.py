@@ -14,6 +14,7 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ REQUESTS_PER_CHILD = 3
 
 def _children(uri: str, user: tuple[str, str], exp_id: str, n: int, out) -> None:
     os.environ.update(MLFLOW_TRACKING_USERNAME=user[0], MLFLOW_TRACKING_PASSWORD=user[1])
+    sys.stdout = open(os.devnull, "w")  # MLflow prints a "View run" line per finished run: not the report's
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 

@@ -96,7 +96,7 @@ def run_flow(spec: dict, folder: Path, env: dict, workers: int = 2) -> dict:
     cmd = [sys.executable, "-m", "app", "sweep", str(path), "--store", str(folder / "store"), "--workers",
            str(workers), "--summary-json", str(out), "--no-gradcheck"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     mon = TreeMonitor(proc)
     _, err = proc.communicate()
     wall = time.perf_counter() - t0
