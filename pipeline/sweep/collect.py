@@ -70,7 +70,7 @@ class Collector:
         """One summary row per trial of the rung: this run's outcome, else what MLflow already holds."""
         # a chunk Dask re-ran after its worker died reports its trials as "cached" without metrics
         hollow = any(o.status == "cached" and not o.metrics for o in self.outcomes.values())
-        known = _stored_rows(self.plan) if hollow or len(self.outcomes) < len(self.plan.trials) else {}
+        known = stored_rows(self.plan) if hollow or len(self.outcomes) < len(self.plan.trials) else {}
         out = []
         for t in self.plan.trials:
             o = self.outcomes.get(t.key)
@@ -85,7 +85,7 @@ def _row(t: Trial, o: TrialOutcome) -> dict:
     return o.row({k: v for k, v in t.axes.items() if k != "model.seed"})
 
 
-def _stored_rows(plan: SweepPlan) -> dict[str, dict]:
+def stored_rows(plan: SweepPlan) -> dict[str, dict]:
     """What MLflow holds about earlier runs of this sweep: key -> :class:`TrialOutcome` fields
     (``status``, ``objective``, ``metrics``, ``run_id``, ``error``, maybe ``epochs_run``)."""
     ctx, objective = plan.ctx, plan.spec.objective.metric

@@ -22,7 +22,7 @@ from typing import Any
 from pipeline import tracking
 from pipeline.sweep import continuation
 from pipeline.sweep import expand as ex
-from pipeline.sweep.collect import Collector, _stored_rows
+from pipeline.sweep.collect import Collector, stored_rows
 from pipeline.sweep.driver import SweepPlan
 from pipeline.sweep.outcome import TrialOutcome
 from pipeline.sweep.schedulers import AshaScheduler, point_tag
@@ -157,7 +157,7 @@ class Feed:
             answered = [t for t in trials if t.key in done or t.key in self.outcomes]
             if not answered:
                 return
-            stored = _stored_rows(self.plan) if any(t.key not in self.outcomes for t in answered) else {}
+            stored = stored_rows(self.plan) if any(t.key not in self.outcomes for t in answered) else {}
             for t in answered:
                 if t.key not in self.outcomes:
                     fields = stored.get(t.key) or {"status": "missing", "error": "no stored result"}
