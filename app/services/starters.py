@@ -24,6 +24,9 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_POOL = "sweepnet-process"
 PIPELINE_USER = "sweepnet-pipeline"
 PREFECT_USER = "sweepnet"
+#: How long the Dask scheduler waits on a silent worker before it reschedules its tasks (Dask's default: 5 minutes,
+#: which a worker host cut off the network would hold its chunks for); the compose and Kubernetes schedulers set it too.
+WORKER_TTL = "60s"
 AUTH_CACHE_TTL_S = 60  # seconds a checked MLflow credential is trusted (per server worker); 0 = scrypt per request
 SERVER_SECRETS = ("MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_BACKEND_STORE_URI",
                   "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_DATABASE_CONNECTION_URL", "PGPASSWORD")
@@ -133,7 +136,9 @@ def start_dask(state_dir: Path, *, n_workers: int = 2, host: str = LOOPBACK,
         dash_url = f"http://{client_host(dash_host)}:{dport}/status"
     sched_cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", host,
                  "--port", str(port), *dash, "--scheduler-file", str(ddir / "scheduler.json"), *_tls_args(certs)]
-    sched = procs.spawn(state_dir, "dask-scheduler", "dask", sched_cmd, _base_env(env), ddir)
+    sched_env = _base_env(env)
+    sched_env.setdefault("DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL", WORKER_TTL)  # the caller's own value wins
+    sched = procs.spawn(state_dir, "dask-scheduler", "dask", sched_cmd, sched_env, ddir)
     procs.record_service(state_dir, [sched], "dask", {"address": address, "starting": True})
     procs.wait_until(lambda: procs.tcp_open(client_host(host), port), [sched],
                      "the Dask scheduler to listen", timeout)

@@ -57,6 +57,19 @@ def test_dask_round_trip_imports_project_on_worker(dask_cluster_address):
     assert os.getpid() not in worker_pids and len(worker_pids) == 2
 
 
+def test_dask_scheduler_forgets_a_silent_worker_in_a_minute_not_five(dask_cluster_address):
+    # A worker host cut off the network holds its chunks until the scheduler drops it (worker-ttl): Dask's default
+    # is 5 minutes; `services up` sets WORKER_TTL, as the compose and Kubernetes schedulers do.
+    import dask
+    from distributed import Client
+
+    from app.services.starters import WORKER_TTL
+
+    with Client(dask_cluster_address, timeout="30s") as client:
+        ttl = client.run_on_scheduler(lambda: dask.config.get("distributed.scheduler.worker-ttl"))
+    assert ttl == WORKER_TTL == "60s"
+
+
 def test_mlflow_experiment_and_proxied_artifact_round_trip(mlflow_server_uri, tmp_path):
     from mlflow import MlflowClient
     from mlflow.entities import Metric

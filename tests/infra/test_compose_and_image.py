@@ -82,6 +82,13 @@ def test_the_dask_scheduler_is_reachable_only_inside_the_compose_network(service
     assert "expose" not in services["dask-scheduler"] and "network_mode" not in services["dask-scheduler"]
 
 
+def test_the_scheduler_drops_a_silent_worker_within_a_minute(services):
+    # Dask's default worker-ttl is 5 minutes: a dead worker container's chunks would wait that long.
+    from app.services.starters import WORKER_TTL
+
+    assert _env(services["dask-scheduler"]).get("DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL") == WORKER_TTL
+
+
 def test_wiring_points_clients_at_the_services_by_name(services):
     mlflow_cmd = services["mlflow"]["command"]
     assert "--app-name=basic-auth" in mlflow_cmd and "--serve-artifacts" in mlflow_cmd

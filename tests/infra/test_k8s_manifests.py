@@ -251,6 +251,14 @@ def test_every_probe_has_a_timeout_that_survives_a_busy_server():
         assert "readinessProbe" in pod_templates()[name][1]["containers"][0], name
 
 
+def test_the_scheduler_drops_a_silent_worker_within_a_minute():
+    # Dask's default worker-ttl is 5 minutes: a worker node cut off the network would hold its chunks that long.
+    from app.services.starters import WORKER_TTL
+
+    env = {e["name"]: e.get("value") for e in pod_templates()["dask-scheduler"][1]["containers"][0].get("env", [])}
+    assert env.get("DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL") == WORKER_TTL
+
+
 def test_services_are_cluster_internal_and_select_real_pods():
     pods = pod_templates()
     for doc in RENDERED:
