@@ -117,7 +117,7 @@ def drain(futures: list, chunks: list, collector: collect.Collector, address: st
         except SchedulerLost:
             raise
         except (Exception, asyncio.CancelledError) as err:
-            _raise_if_scheduler_gone(monitor, futures, chunks, collector, err)
+            _raise_if_scheduler_gone(monitor, collector, err)
             raise
 
 
@@ -134,7 +134,7 @@ def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll
             except TimeoutError:
                 not_done.append(fut)
             except (Exception, asyncio.CancelledError) as err:  # KilledWorker after Dask's retries, I/O after ours
-                _raise_if_scheduler_gone(monitor, pending, [chunk_of[id(f)] for f in pending], collector, err)
+                _raise_if_scheduler_gone(monitor, collector, err)
                 collector.mark_lost(chunk_of[id(fut)], f"chunk task failed: {type(err).__name__}: {err}")
             else:
                 collector.add(outcomes)
@@ -146,7 +146,7 @@ def _drain_loop(futures, chunks, collector, monitor, worker_timeout: float, poll
             alive = len(monitor.nthreads())
             gone_since = None if alive else (gone_since or time.monotonic())
             if gone_since and time.monotonic() - gone_since > worker_timeout:
-                waiting = [t for f in pending for t in chunk_of[id(f)]]
+                waiting = _without_result(collector)
                 raise RuntimeError(
                     f"every Dask worker at {monitor.scheduler.address} has been gone for {worker_timeout:.0f} s with "
                     f"{_unfinished(waiting, collector)} of {len(collector.plan.trials)} trials unfinished; restart "
@@ -169,20 +169,24 @@ def _scheduler_answers(address: str, timeout: float = 5.0) -> bool:
         return False
 
 
-def _raise_if_scheduler_gone(monitor, futures: list, chunks: list, collector: collect.Collector,
-                             err: BaseException) -> None:
+def _raise_if_scheduler_gone(monitor, collector: collect.Collector, err: BaseException) -> None:
     """A chunk future failed or the monitor's call did: if the scheduler is gone, say so and stop the sweep,
     instead of counting the trials it held as failed."""
     address = monitor.scheduler.address
     if _scheduler_answers(address):
         return
-    waiting = [t for chunk in chunks for t in chunk]
+    waiting = _without_result(collector)
     cause = (str(err).strip().splitlines() or [""])[0]
     raise SchedulerLost(
         f"the Dask scheduler at {address} stopped answering with {_unfinished(waiting, collector)} of "
         f"{len(collector.plan.trials)} trials unfinished; restart the scheduler and its workers and rerun the same "
         f"command: finished trials are skipped (seen as {type(err).__name__}: {cause})"
     ) from err
+
+
+def _without_result(collector: collect.Collector) -> list:
+    """The rung's trials no chunk has reported: those out on workers and those not yet submitted."""
+    return [t for t in collector.plan.trials if t.key not in collector.outcomes]
 
 
 def _unfinished(waiting: list, collector: collect.Collector) -> str:

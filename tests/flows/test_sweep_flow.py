@@ -195,6 +195,38 @@ def test_killed_worker_leaves_no_duplicates_and_no_orphans(tmp_path, prefect_ser
 
 
 @pytest.mark.services
+def test_chunks_go_out_as_workers_free_up_not_all_at_once(tmp_path, prefect_server_url):
+    # A Prefect task future costs the driver ~80 KB and ~0.1 s: a 10^4-chunk rung mapped at once would hold
+    # ~0.8 GB and block for minutes. At most IN_FLIGHT_PER_WORKER chunks per worker are out at a time.
+    from distributed import Client
+
+    from app.services import start_dask, stop_services
+    from flows.sweep import IN_FLIGHT_PER_WORKER
+
+    state = tmp_path / "dask"
+    info = start_dask(state, n_workers=1)
+    try:
+        n_chunks = 3 * IN_FLIGHT_PER_WORKER
+        spec = write_spec(tmp_path, "window", seeds=list(range(n_chunks // 2)), chunk_size=1,
+                          space={"model.hidden": [[2], [3]]}, base={**XOR, "model": {**XOR["model"], "epochs": 3000}})
+        store = tmp_path / "store"
+        proc = _start_flow(spec, store, info["address"], prefect_server_url)
+        out_at_once = []
+        with Client(info["address"], timeout="30s") as client:
+            while proc.poll() is None:
+                out_at_once.append(client.run_on_scheduler(
+                    lambda dask_scheduler: sum(ts.state != "memory" for ts in dask_scheduler.tasks.values())))
+                time.sleep(0.1)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-3000:]
+        assert f"{n_chunks} trials: {n_chunks} finished" in out
+        assert 1 <= max(out_at_once) <= IN_FLIGHT_PER_WORKER, out_at_once
+        assert sum(v.count("FINISHED") for v in statuses(sqlite_ctx(store, "window")).values()) == n_chunks
+    finally:
+        stop_services(state)
+
+
+@pytest.mark.services
 def test_every_worker_gone_fails_within_bounded_wait(tmp_path, prefect_server_url):
     from app.services import start_dask, stop_services
 
