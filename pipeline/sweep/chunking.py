@@ -1,7 +1,7 @@
 """How a sweep's trials are cut into chunks, one Prefect task each (``expand`` re-exports these names).
 
 A task costs ~0.2 s of orchestration, so an automatic chunk carries ~``chunk_seconds`` of training; every
-worker gets at least two tasks; and one rung (or wave) never makes more than :data:`MAX_TASKS` tasks.
+worker gets at least two tasks; and it never makes more than :data:`MAX_TASKS` tasks of one rung (or wave).
 """
 
 from __future__ import annotations

@@ -187,14 +187,14 @@ def expand(
     points = draw_points(spec) if points is None else points
     data: dict[str, tuple[str, dict]] = {}  # data block as JSON -> (digest, the block all trials share)
     trials: list[Trial] = []
-    with _collector_paused():
+    with _gc_paused():
         for point in points:
             trials += _point_trials(spec, base, point, seeds, len(trials), rung, resolver, digest, data)
     return trials
 
 
 @contextlib.contextmanager
-def _collector_paused():
+def _gc_paused():
     """Pause Python's cyclic garbage collector: trials make no reference cycles, and its full passes over
     the growing list of trials took half of the time of a 10^6-trial expansion."""
     was_enabled = gc.isenabled()
