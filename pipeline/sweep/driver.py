@@ -111,7 +111,8 @@ def validate(spec_source: str | Path | dict, train_fn: str = TRAIN_FN) -> tuple[
     if not trials:
         raise SweepRefused(f"sweep {spec.name!r} expands to no trials; check space and strategy.max_models")
     metric = spec.objective.metric
-    no_valid = next((t for t in trials if not get_dotted(t.config, "data.valid_fraction", 0) > 0), None)
+    firsts = ex.one_per_configuration(trials)  # the data block is the same for every seed of a configuration
+    no_valid = next((t for t in firsts if not get_dotted(t.config, "data.valid_fraction", 0) > 0), None)
     if metric.startswith("valid_") and no_valid is not None:
         raise SweepRefused(
             f"objective.metric = {metric!r} needs a validation split, but trial {no_valid.index} has "
@@ -221,7 +222,10 @@ def prepare(
     uri = tracking_uri or tracking.default_tracking_uri(store)
     tracking.check_reachable(uri)  # seconds, not MLflow's ~4 minutes of client retries
     seed_sqlite_store(uri)  # a new local store: a copy of a migrated one, not ~90 migrations again
-    gate = gradient_check(trials) if check_gradient else None
+    # the gate's structural class and the warm-up's compile signature do not depend on the seed: one trial per
+    # configuration gives the same checks (the first trial of each class), the probe its first trials
+    firsts = ex.one_per_configuration(trials, keep=PROBE_ATTEMPTS)
+    gate = gradient_check(firsts) if check_gradient else None
     store.mkdir(parents=True, exist_ok=True)
     key = sweep_key(spec, trials[0].data_digest)
     try:  # before the parent is reopened and RUNNING children are reconciled: those may be another run's
@@ -242,7 +246,8 @@ def prepare(
         tracking.reconcile_stale(ctx)
         trials, reused, older = find_reused(ctx, trials, spec.child_per, reuse_older)
         trials = continuation.mark_rung(spec, trials)
-        trial_secs = warm_and_probe(trials, train_fn, [o.metric for o in spec.objectives or [spec.objective]])
+        trial_secs = warm_and_probe(ex.one_per_configuration(trials, keep=PROBE_ATTEMPTS), train_fn,
+                                    [o.metric for o in spec.objectives or [spec.objective]])
         trials, *waiting = ex.waves(spec, trials)
         size = _chunk_size(spec, len(trials), trial_secs, n_workers)
         deadline = time.time() + spec.strategy.max_runtime_secs if spec.strategy.max_runtime_secs else None
@@ -314,10 +319,18 @@ def find_reused(ctx: tracking.TrackingContext, trials: list[ex.Trial], child_per
 
 
 def _chunk_size(spec: SweepSpec, n_trials: int, trial_secs: float, n_workers: int) -> int:
-    """The spec's fixed chunk size, or ``auto``: about ``chunk_seconds`` of work per task."""
-    if spec.chunk_size != "auto":
-        return int(spec.chunk_size)
-    return ex.auto_chunk_size(n_trials, trial_secs, n_workers, spec.chunk_seconds)
+    """The spec's fixed chunk size, or ``auto``: about ``chunk_seconds`` of work per task and at most
+    ``expand.MAX_TASKS`` tasks (a fixed size is kept, with a warning when it makes more tasks than that)."""
+    if spec.chunk_size == "auto":
+        return ex.auto_chunk_size(n_trials, trial_secs, n_workers, spec.chunk_seconds)
+    size = int(spec.chunk_size)
+    tasks = ex.n_chunks(n_trials, size, n_workers)
+    if tasks > ex.MAX_TASKS:
+        print(f"warning: sweep {spec.name!r}: chunk_size = {size} makes {tasks} Prefect tasks of {n_trials} trials, "
+              f"more than the {ex.MAX_TASKS} an automatic size allows (each task costs the driver and the Dask "
+              f"scheduler memory and ~0.2 s); set chunk_size: auto or at least {ex.min_chunk_size(n_trials, n_workers)}",
+              flush=True)
+    return size
 
 
 def pending_chunks(plan: SweepPlan) -> list[list[ex.Trial]]:

@@ -1,4 +1,4 @@
-"""Deterministic expansion of a sweep into trials, trial keys, successive-halving rungs and chunks.
+"""Deterministic expansion of a sweep into trials, trial keys and successive-halving rungs (chunks: ``chunking``).
 
 The same spec and dataset always give the same trials in the same order with the same keys:
 random draws come from ``np.random.Generator(SeedSequence(strategy.seed))``, never the global RNG.
@@ -8,7 +8,9 @@ a rerun skip finished work (of the same code: see ``pipeline.version``) and what
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import hashlib
 import itertools
 import json
@@ -19,12 +21,52 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline import version
+from pipeline.sweep.chunking import MAX_TASKS, auto_chunk_size, chunk, min_chunk_size, n_chunks
 from pipeline.sweep.spec import Distribution, SweepSpec, base_config_dict
+
+__all__ = ["MAX_TASKS", "Trial", "auto_chunk_size", "chunk", "config_key", "default_digest", "default_resolver",
+           "draw_points", "expand", "grid_stop", "min_chunk_size", "n_chunks", "one_per_configuration", "promote",
+           "trial_key", "waves"]  # the chunking names are pipeline.sweep.chunking's, kept here for callers
+
+
+class _PerSeed:
+    """One configuration's config (or axes) shared by the trials of all its seeds (see :class:`Trial`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+
+    def __reduce__(self):
+        return _PerSeed, (self.value,)
+
+
+class _SeededField:
+    """``Trial.config`` / ``Trial.axes``: a plain dict, or a :class:`_PerSeed` read with the trial's own seed."""
+
+    def __init__(self, with_seed: Callable[[dict[str, Any], int], dict[str, Any]]) -> None:
+        self.with_seed = with_seed
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            raise AttributeError(self.name)  # a dataclass field without a default
+        value = obj.__dict__[self.name]
+        return self.with_seed(value.value, obj.seed) if type(value) is _PerSeed else value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.name] = value
 
 
 @dataclass(frozen=True)
 class Trial:
     """One training run of a sweep (picklable; carries plain data only).
+
+    Trials that differ only by seed share one config: ``config`` and ``axes`` then read as a new dict with
+    the trial's ``model.seed`` each time (so 10^5 trials of 9 configurations hold 9 configs, and a chunk
+    pickles each config once). Treat both as read-only: a write to the dict read is not kept.
 
     Attributes
     ----------
@@ -48,8 +90,8 @@ class Trial:
     key: str
     config_key: str
     seed: int | None
-    axes: dict[str, Any]
-    config: dict[str, Any]
+    axes: dict[str, Any] = _SeededField(lambda axes, seed: {**axes, "model.seed": seed})
+    config: dict[str, Any] = _SeededField(lambda config, seed: {**config, "model": {**config["model"], "seed": seed}})
     rung: int = 0
     data_digest: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +173,10 @@ def expand(
 ) -> list[Trial]:
     """All trials of ``spec`` (for successive halving: of rung ``rung`` over ``points``).
 
+    ``resolver`` runs once per configuration (its first seed); the other seeds share that resolved config
+    with their own ``model.seed`` (no field of a training config is derived from the seed), unless the
+    resolver changed the seed it was given, in which case every trial is resolved on its own.
+
     Raises
     ------
     ValueError
@@ -139,20 +185,81 @@ def expand(
     base = base_config_dict(spec)
     seeds = spec.seed_axis
     points = draw_points(spec) if points is None else points
-    digests: dict[str, str] = {}
+    data: dict[str, tuple[str, dict]] = {}  # data block as JSON -> (digest, the block all trials share)
     trials: list[Trial] = []
-    for point in points:
-        for seed in seeds if seeds is not None else [None]:
-            axes = dict(point)
-            if seed is not None:
-                axes["model.seed"] = seed
-            if spec.halving is not None:
-                axes["model.epochs"] = spec.halving.rungs[rung]
-            trials.append(_make_trial(spec, base, axes, len(trials), rung, resolver, digest, digests))
+    with _gc_paused():
+        for point in points:
+            trials += _point_trials(spec, base, point, seeds, len(trials), rung, resolver, digest, data)
     return trials
 
 
-def _make_trial(spec, base, axes, index, rung, resolver, digest, digests) -> Trial:
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector: trials make no reference cycles, and its full passes over
+    the growing list of trials took half of the time of a 10^6-trial expansion."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _axes(spec: SweepSpec, point: dict[str, Any], seed: int | None, rung: int) -> dict[str, Any]:
+    axes = dict(point)
+    if seed is not None:
+        axes["model.seed"] = seed
+    if spec.halving is not None:
+        axes["model.epochs"] = spec.halving.rungs[rung]
+    return axes
+
+
+def _point_trials(spec, base, point, seeds, start, rung, resolver, digest, data) -> list[Trial]:
+    """The trials of one configuration, one per seed, sharing the first seed's resolved config."""
+    def make(i: int, seed: int | None) -> Trial:
+        return _make_trial(spec, base, _axes(spec, point, seed, rung), start + i, rung, resolver, digest, data)
+
+    first = make(0, None if seeds is None else seeds[0])
+    if seeds is None or len(seeds) == 1:
+        return [first]
+    key = _seed_keys(first, seeds)
+    if key is None:
+        return [first] + [make(i, seed) for i, seed in enumerate(seeds[1:], 1)]
+    config, axes = _PerSeed(first.config), _PerSeed(first.axes)
+    return [Trial(index=start + i, key=key(seed), config_key=first.config_key, seed=seed, axes=axes, config=config,
+                  rung=rung, data_digest=first.data_digest) for i, seed in enumerate(seeds)]
+
+
+#: Stands for the seed in the JSON text of a configuration's key payload (see ``_seed_keys``).
+_SEED_MARK = "\x00seed\x00"
+
+
+def _seed_keys(first: Trial, seeds: list[int]) -> Callable[[int], str] | None:
+    """seed -> :func:`trial_key` of ``first``'s config with that seed, from one JSON text of the payload with
+    the seed marked (the same bytes :func:`trial_key` hashes); ``None`` when that does not hold: a seed
+    that is not a non-negative int, or a resolver that did not keep the seed it was given."""
+    config = first.config
+    if (not isinstance(config.get("model"), dict) or type(first.seed) is not int or first.seed != seeds[0]
+            or any(type(s) is not int or s < 0 for s in seeds)):
+        return None
+    marked = {**config, "model": {**config["model"], "seed": _SEED_MARK}}
+    payload = {"config": marked, "seed": _SEED_MARK, "data": first.data_digest, "code": version.code_version()}
+    parts = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).split(json.dumps(_SEED_MARK))
+    if len(parts) != 3:
+        return None
+    head, middle, tail = (part.encode() for part in parts)
+    prefix = hashlib.sha256(head)  # most of the text: hashed once, copied per seed
+
+    def key(seed: int) -> str:
+        digits, sha = str(seed).encode(), prefix.copy()
+        for part in (digits, middle, digits, tail):
+            sha.update(part)
+        return sha.hexdigest()[:16]
+    return key if key(first.seed) == first.key else None
+
+
+def _make_trial(spec, base, axes, index, rung, resolver, digest, data) -> Trial:
     from pipeline.config import get_dotted, set_dotted  # lazily: pipeline.config loads the datasets
 
     raw = copy.deepcopy(base)
@@ -162,21 +269,36 @@ def _make_trial(spec, base, axes, index, rung, resolver, digest, digests) -> Tri
         config = resolver(raw)
     except Exception as err:  # pydantic's ValidationError or the loader's ValueError
         raise ValueError(f"sweep {spec.name!r}: the trial with {axes} is not a valid config: {err}") from None
-    data = config.get("data", {})
-    data_tag = json.dumps(data, sort_keys=True, default=str)
-    if data_tag not in digests:
-        digests[data_tag] = digest(data)
+    block = config.get("data", {})
+    data_tag = json.dumps(block, sort_keys=True, default=str)
+    if data_tag not in data:
+        data[data_tag] = (digest(block), block)
+    data_digest, shared = data[data_tag]
+    if "data" in config:
+        config["data"] = shared  # an equal block: one object for every configuration on the same data
     seed = get_dotted(config, "model.seed")
     return Trial(
         index=index,
-        key=trial_key(config, seed, digests[data_tag], version.code_version()),
-        config_key=config_key(config, digests[data_tag]),
+        key=trial_key(config, seed, data_digest, version.code_version()),
+        config_key=config_key(config, data_digest),
         seed=seed,
         axes=axes,
         config=config,
         rung=rung,
-        data_digest=digests[data_tag],
+        data_digest=data_digest,
     )
+
+
+def one_per_configuration(trials: list[Trial], keep: int = 0) -> list[Trial]:
+    """The first ``keep`` trials, then the first trial of every other configuration (``config_key``), in order:
+    all that a check of what does not depend on the seed needs (10^5 trials may be a few configurations)."""
+    seen = {t.config_key for t in trials[:keep]}
+    out = list(trials[:keep])
+    for t in trials[keep:]:
+        if t.config_key not in seen:
+            seen.add(t.config_key)
+            out.append(t)
+    return out
 
 
 def promote(spec: SweepSpec, trials: list[Trial], objective: dict[str, float]) -> list[dict[str, Any]]:
@@ -201,36 +323,6 @@ def promote(spec: SweepSpec, trials: list[Trial], objective: dict[str, float]) -
     ranked = sorted(by_point, key=score)
     n_keep = max(1, round(len(ranked) * spec.halving.keep))
     return [point_of[tag] for tag in ranked[:n_keep] if math.isfinite(score(tag))]
-
-
-def auto_chunk_size(n_trials: int, trial_secs: float, n_workers: int, target_secs: float = 20.0) -> int:
-    """Trials per Prefect task so a task carries ~``target_secs`` (a task costs ~0.2-0.5 s of
-    orchestration) yet every worker gets at least two tasks."""
-    by_time = max(1, int(target_secs / max(trial_secs, 1e-6)))
-    balance = max(1, math.ceil(n_trials / (2 * max(n_workers, 1))))
-    return max(1, min(by_time, balance))
-
-
-def chunk(trials: list[Trial], size: int, n_workers: int = 1) -> list[list[Trial]]:
-    """Split ``trials`` into consecutive chunks of at most ``size``, as even as possible.
-
-    The number of chunks is rounded up to a multiple of ``n_workers`` and the sizes differ by at most
-    one, so the last round of tasks does not leave workers idle (16 trials, size 6, 2 workers:
-    4 chunks of 4, not 6 + 6 + 4).
-    """
-    if size <= 0:
-        raise ValueError(f"chunk size = {size} must be positive")
-    if not trials:
-        return []
-    n_chunks = -(-len(trials) // size)
-    n_chunks = min(len(trials), -(-n_chunks // max(n_workers, 1)) * max(n_workers, 1))
-    base, extra = divmod(len(trials), n_chunks)
-    out, start = [], 0
-    for i in range(n_chunks):
-        stop = start + base + (1 if i < extra else 0)
-        out.append(trials[start:stop])
-        start = stop
-    return out
 
 
 def waves(spec: SweepSpec, trials: list[Trial]) -> list[list[Trial]]:
