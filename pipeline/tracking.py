@@ -99,7 +99,11 @@ def default_tracking_uri(store_dir: str | Path = ".sweepnet") -> str:
 
 
 def client(tracking_uri: str):
-    """A cached ``MlflowClient`` for ``tracking_uri`` (one per process)."""
+    """A cached ``MlflowClient`` for ``tracking_uri`` (one per process).
+
+    Over HTTP, MLflow prints a "View run" link on every ``set_terminated`` after fetching the run for it: one
+    more request per child. ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` (unless set otherwise) turns that off."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if tracking_uri not in _CLIENTS:
         from mlflow import MlflowClient
 

@@ -37,6 +37,9 @@ WRITERS = 4
 #: parent run id -> what could not be logged in this process (read and cleared by :func:`finish`).
 _ERRORS: dict[str, list[str]] = {}
 _ERRORS_LOCK = threading.Lock()
+#: (tracking URI, experiment, dataset digest) whose dataset row a configuration child of this process created
+_DATASETS: set[tuple[str, str, str]] = set()
+_DATASETS_LOCK = threading.Lock()
 
 
 class Collector:
@@ -230,12 +233,27 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
     status = "FINISHED" if ok else "FAILED"
     if not ok:
         tags[tracking.TAG_ERROR] = f"all {len(outcomes)} seeds failed; first: {outcomes[0].error[:2000]}"
-    run_id = tracking.log_child(plan.ctx, key, f"{spec.name} {label}"[:240], config, tags, [], metrics,
-                                None, status=status, check_first=False,
-                                datasets=[model_logging.dataset_input(first.config.get("data"), first.data_digest)])
+    def log() -> str | None:
+        return tracking.log_child(plan.ctx, key, f"{spec.name} {label}"[:240], config, tags, [], metrics,
+                                  None, status=status, check_first=False,
+                                  datasets=[model_logging.dataset_input(first.config.get("data"), first.data_digest)])
+
+    run_id = _first_of_dataset((plan.ctx.tracking_uri, plan.ctx.experiment_id, first.data_digest), log)
     for o in outcomes:
         o.run_id = run_id
     return run_id
+
+
+def _first_of_dataset(dataset: tuple[str, str, str], log):
+    """``log()``, alone while no child of this process has logged ``dataset`` yet: children logged at once
+    would all insert its row, and all but one get the store's unique-constraint error (then retry)."""
+    if dataset not in _DATASETS:
+        with _DATASETS_LOCK:
+            if dataset not in _DATASETS:
+                run_id = log()
+                _DATASETS.add(dataset)
+                return run_id
+    return log()
 
 
 def finish(plan: SweepPlan, rows: list[dict], out_dir: str | Path | None = None) -> dict[str, Any]:
