@@ -11,7 +11,6 @@ from collections import Counter
 import pytest
 
 from pipeline.sweep import collect, driver, runner
-from tests.services import mlflow_server_uri, sweepnet_service_pool  # noqa: F401  (session fixtures)
 
 XOR = {"name": "xor", "data": {"source": "xor"},
        "model": {"activation": "Tanh", "hidden": [2], "epochs": 20, "distribution": "gaussian",
