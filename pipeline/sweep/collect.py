@@ -60,6 +60,7 @@ class Collector:
         self.logged: set[str] = set()  # configurations whose child is submitted
         self._pool: ThreadPoolExecutor | None = None
         self._jobs: list[tuple[str, Future]] = []
+        self._tables: dict[str, Future] = {}  # trial key -> the driver's upload of its table (worker's failed)
 
     def add(self, outcomes: list[TrialOutcome]) -> None:
         """Record a chunk's outcomes; in ``child_per: config`` mode write the chunk's table if its worker could
@@ -72,20 +73,23 @@ class Collector:
         unwritten = [o for o in outcomes if o.table is None]
         if unwritten:  # the worker's upload failed, or the chunk was lost: the driver writes the table
             path = results_table.chunk_path(unwritten)
-            for o in unwritten:
-                o.table = path
-            self._submit(f"result table {path}", results_table.write_chunk, self.plan.ctx, unwritten)
+            job = self._submit(f"result table {path}", results_table.write_chunk, self.plan.ctx, unwritten)
+            self._tables.update((o.key, job) for o in unwritten)
         for ck in sorted({o.config_key for o in outcomes}):
             if ck not in self.logged and all(t.key in self.outcomes for t in self.members[ck]):
                 self.logged.add(ck)
                 members = list(self.members[ck])
-                self._submit(f"configuration child {ck} ({members[0].axes})", log_config_child, self.plan,
-                             members, [self.outcomes[t.key] for t in members])
+                # after the tables of its rows the driver writes (submitted earlier: started first, no deadlock)
+                after = {id(f): f for f in (self._tables.get(t.key) for t in members) if f is not None}
+                self._submit(f"configuration child {ck} ({members[0].axes})", _after, list(after.values()),
+                             log_config_child, self.plan, members, [self.outcomes[t.key] for t in members])
 
-    def _submit(self, what: str, fn, *args) -> None:
+    def _submit(self, what: str, fn, *args) -> Future:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="config-child")
-        self._jobs.append((what, self._pool.submit(fn, *args)))
+        job = self._pool.submit(fn, *args)
+        self._jobs.append((what, job))
+        return job
 
     def flush(self) -> list[str]:
         """Wait for every queued child and table; return (and record for :func:`finish`) what failed."""
@@ -95,7 +99,7 @@ class Collector:
                 job.result()
             except Exception as err:  # noqa: BLE001 - one unlogged configuration never kills the sweep
                 errors.append(f"{what} not logged: {type(err).__name__}: {str(err)[:500]}")
-        self._jobs = []
+        self._jobs, self._tables = [], {}
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -138,6 +142,13 @@ class Collector:
                 o = TrialOutcome.of(t, **stored) if stored else o or TrialOutcome.of(t, "missing", error="no result")
             out.append(_row(t, o))
         return out
+
+
+def _after(jobs: list[Future], fn, *args):
+    """``fn(*args)`` once ``jobs`` are done, failed or not (their errors are reported on their own)."""
+    for job in jobs:
+        job.exception()
+    return fn(*args)
 
 
 def _row(t: Trial, o: TrialOutcome) -> dict:
@@ -209,7 +220,8 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
     chunk tables its tag ``sweepnet.results_tables`` names (:mod:`pipeline.sweep.results_table`).
 
     Five requests: create (tags), one ``log_batch`` (params, metrics), ``log_inputs``, the lookup that keeps a
-    duplicate from ending FINISHED, terminate. No lookup before: the driver logs a configuration once per run
+    duplicate from ending FINISHED, terminate. When a table holding some of its rows could be written neither by
+    the worker nor by the driver, the child carries them as ``seeds.csv`` (the older layout, still read). No lookup before: the driver logs a configuration once per run
     (``Collector.logged``) and ``driver.pending_chunks`` left out those already logged."""
     spec, first = plan.spec, trials[0]
     ok = [o.objective for o in outcomes if o.status in summary.OK and math.isfinite(o.objective)]
@@ -228,15 +240,22 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
             **{f"sweepnet.axis.{k}": v for k, v in axes.items()}, **version.source_tags()}
     label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in axes.items())
     key = config_child_key(plan, first.config_key, [t.key for t in trials])  # trials: every member of the config
-    tags[results_table.TAG_LAYOUT] = results_table.LAYOUT
-    tags[results_table.TAG_TABLES] = results_table.pointer(o.table for o in outcomes)
+    tabled = all(o.table for o in outcomes)  # else (a table could not be written) the older layout: seeds.csv
+    if tabled:
+        tags[results_table.TAG_LAYOUT] = results_table.LAYOUT
+        tags[results_table.TAG_TABLES] = results_table.pointer(o.table for o in outcomes)
     status = "FINISHED" if ok else "FAILED"
     if not ok:
         tags[tracking.TAG_ERROR] = f"all {len(outcomes)} seeds failed; first: {outcomes[0].error[:2000]}"
+
     def log() -> str | None:
-        return tracking.log_child(plan.ctx, key, f"{spec.name} {label}"[:240], config, tags, [], metrics,
-                                  None, status=status, check_first=False,
-                                  datasets=[model_logging.dataset_input(first.config.get("data"), first.data_digest)])
+        with tempfile.TemporaryDirectory() as tmp:
+            if not tabled:
+                Path(tmp, "seeds.csv").write_text(seeds_csv(outcomes))
+            return tracking.log_child(plan.ctx, key, f"{spec.name} {label}"[:240], config, tags, [], metrics,
+                                      None if tabled else tmp, status=status, check_first=False,
+                                      datasets=[model_logging.dataset_input(first.config.get("data"),
+                                                                            first.data_digest)])
 
     run_id = _first_of_dataset((plan.ctx.tracking_uri, plan.ctx.experiment_id, first.data_digest), log)
     for o in outcomes:

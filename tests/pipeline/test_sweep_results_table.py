@@ -187,3 +187,31 @@ def test_resume_reads_stores_of_the_older_seeds_csv_layout(store, tmp_path):
             assert r["metrics"]["train_MSE"] == pytest.approx(o.metrics["train_MSE"])
     res = collect.finish(rerun, rows, tmp_path)
     assert res["trials_finished"] == sum(o.status == "finished" for o in outcomes.values())
+
+
+def test_rows_no_table_could_hold_go_in_the_childs_seeds_csv(store, tmp_path, monkeypatch):
+    plan = driver.prepare(census("t6"), store, n_workers=2)
+    chunks = driver.pending_chunks(plan)
+    gone = tracking.TrackingContext(plan.ctx.tracking_uri, plan.ctx.experiment_id, "0" * 32)
+    with pytest.warns(RuntimeWarning):
+        outcomes = [runner.run_chunk(c, gone, plan.options) for c in chunks]  # every worker upload fails
+
+    def refused(ctx, outs):
+        raise PermissionError("artifact store refused the upload")
+
+    monkeypatch.setattr(results_table, "write_chunk", refused)  # and the driver's too
+    col = collect.Collector(plan, chunks, every=0)
+    for o in outcomes:
+        col.add(o)
+    res = collect.finish(plan, col.rows(), tmp_path)
+    assert len(res["logging_errors"]) == len(chunks) and "PermissionError" in res["logging_errors"][0]
+    kids = tracking.children(plan.ctx)
+    assert len(kids) == 4 and not any(results_table.TAG_LAYOUT in r.data.tags for r in kids)
+    c = tracking.client(plan.ctx.tracking_uri)
+    assert all("seeds.csv" in {a.path for a in c.list_artifacts(r.info.run_id)} for r in kids)
+    monkeypatch.undo()
+    rerun = driver.prepare(census("t6"), store, n_workers=2)
+    stored = collect.stored_rows(rerun)
+    driver.release_lease(rerun)
+    finished = {o.key: o for out in outcomes for o in out if o.status == "finished"}
+    assert finished and all(stored[k]["objective"] == pytest.approx(o.objective) for k, o in finished.items())
