@@ -8,6 +8,7 @@ Every MLflow call of the project goes through this module. Rules it keeps (see S
 * Idempotency: a child carries ``sweepnet.trial_key``. Before a trial trains (or a child is created) and again right before
   it is marked FINISHED, the key is looked up; a trial with a FINISHED child is never logged again.
 * Stale RUNNING children (their process was killed) are marked KILLED by :func:`reconcile_stale`.
+* No "View run" links printed (``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT``): over HTTP each is a ``get_run`` per child.
 * Workers log through their own ``MLFLOW_TRACKING_URI`` when they have one (:func:`uri_for`): the driver's
   address for the server may mean nothing on a worker host. Experiment and parent ids come from the driver.
 * ``user:password@`` in a URI never reaches a param, a tag or the context (:func:`redact_text`); credentials
@@ -19,6 +20,7 @@ Every MLflow call of the project goes through this module. Rules it keeps (see S
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import tempfile
@@ -100,6 +102,7 @@ def default_tracking_uri(store_dir: str | Path = ".sweepnet") -> str:
 
 def client(tracking_uri: str):
     """A cached ``MlflowClient`` for ``tracking_uri`` (one per process)."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # else a get_run per terminate, for a link
     if tracking_uri not in _CLIENTS:
         from mlflow import MlflowClient
 
@@ -382,8 +385,6 @@ TAG_STARTED = "sweepnet.started."  # + trial key, on the parent while that trial
 def started_trials(ctx: TrackingContext) -> dict[str, dict]:
     """Trial key -> what :func:`mark_started` recorded, for trials started and never logged: the worker
     training them died (a chunk Dask re-runs reads this to tell which trial killed its worker)."""
-    import json
-
     tags = client(uri_for(ctx)).get_run(ctx.parent_run_id).data.tags
     return {k[len(TAG_STARTED):]: json.loads(v) for k, v in tags.items() if k.startswith(TAG_STARTED)}
 
@@ -391,8 +392,6 @@ def started_trials(ctx: TrackingContext) -> dict[str, dict]:
 def mark_started(ctx: TrackingContext, key: str, note: dict | None) -> None:
     """Record on the parent that trial ``key`` is training (``note``: attempts, pid, memory seen), or
     clear the record (``note=None``) once its child is logged."""
-    import json
-
     c = client(uri_for(ctx))
     if note is None:
         c.delete_tag(ctx.parent_run_id, TAG_STARTED + key)

@@ -40,8 +40,8 @@ A sweep file is a base training config plus a search space (see examples/sweeps/
                                         #   as a result is in the top `keep` of its rung so far)
                                         #   (continue: true by default: promoted trials go on from
                                         #   their previous rung's checkpoint; false retrains from 0)
-  child_per: trial                      # or config: one MLflow child per configuration with a
-                                        #   per-seed table (for censuses of thousands of seeds)
+  child_per: trial                      # or config: one MLflow child per configuration, per-seed
+                                        #   rows in chunk tables (censuses of thousands of seeds)
   log_model: all                        # MLflow model per child: all | best | none (censuses: best);
                                         #   the best is registered as models:/NAME@champion
   chunk_size: auto                      # trials per Prefect task (auto: ~20 s of work each)

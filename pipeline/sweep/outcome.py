@@ -47,6 +47,9 @@ class TrialOutcome:
         Worker process that ran it.
     ended : float or None
         ``time.time()`` when it ended.
+    table : str or None
+        ``child_per: config``: artifact path, on the parent run, of the chunk table holding this result
+        (:mod:`pipeline.sweep.results_table`); ``None`` until one is written.
     """
 
     key: str
@@ -64,6 +67,7 @@ class TrialOutcome:
     epochs_run: int = 0
     pid: int | None = None
     ended: float | None = None
+    table: str | None = None
 
     @classmethod
     def of(cls, trial, status: str, **values: Any) -> TrialOutcome:

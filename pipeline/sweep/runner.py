@@ -4,6 +4,8 @@ This is the body of the Prefect task (``flows/sweep.py`` only wraps it). Plain P
 called directly in tests, in a thread, or on a Dask worker. A trial that raises or diverges becomes a
 FAILED child with the error; the chunk goes on. Work is skipped when the trial key already has a
 FINISHED child, so re-executing a chunk (Dask does that after a worker dies) logs nothing twice.
+With ``child_per: config`` there is no child per trial: the chunk's results are one table on the parent
+(:mod:`pipeline.sweep.results_table`), which a re-executed chunk overwrites under the same name.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Callable
 import yaml
 
 from pipeline import mlflow_model, model_logging, tracking, version
-from pipeline.sweep import continuation
+from pipeline.sweep import continuation, results_table
 from pipeline.sweep.expand import Trial
 from pipeline.sweep.outcome import TrialOutcome
 from pipeline.sweep.summary import format_value
@@ -46,8 +48,8 @@ class ChunkOptions:
     objective : str
         Metric key of ``TrainResult.metrics`` that ranks trials.
     child_per : {"trial", "config"}
-        ``config``: no per-trial MLflow children; outcomes go back to the driver, which logs one child
-        per configuration with the per-seed table.
+        ``config``: no per-trial MLflow children; the chunk's results go to the parent run as one table
+        (:mod:`pipeline.sweep.results_table`) and back to the driver, which logs one child per configuration.
     artifacts : bool
         Log scoring history, weights and config per trial child (pictures: :mod:`pipeline.sweep.topk`).
     deadline : float or None
@@ -111,7 +113,23 @@ def run_chunk(
             outcomes.append(run_trial(trial, ctx, options, train))
         if tracked:  # the worker's time on this trial besides training: lookups, marks, child, artifacts
             outcomes[-1].log_seconds = time.perf_counter() - began - outcomes[-1].seconds
+    if ctx is not None and options.child_per == "config" and outcomes:
+        _write_table(ctx, outcomes)
     return outcomes
+
+
+def _write_table(ctx, outcomes: list[TrialOutcome]) -> None:
+    """The chunk's result table on the parent run, one upload (``child_per: config``). A failed upload is a
+    warning: the outcomes still go back to the driver, which writes the table itself (``collect.Collector``)."""
+    began = time.perf_counter()
+    try:
+        results_table.write_chunk(ctx, outcomes)
+    except Exception as err:  # noqa: BLE001 - the chunk's results must reach the driver regardless
+        warnings.warn(f"could not upload the result table of the chunk starting at trial {outcomes[0].index} "
+                      f"({type(err).__name__}: {err}); the driver writes it", RuntimeWarning, stacklevel=2)
+    share = (time.perf_counter() - began) / len(outcomes)
+    for o in outcomes:
+        o.log_seconds += share
 
 
 def _killed_its_worker(trial: Trial, ctx, options: ChunkOptions, note: dict) -> TrialOutcome:

@@ -19,7 +19,7 @@ A sweep file is YAML::
     halving: {rungs: [20, 60, 200], keep: 0.34}   # optional successive halving over model.epochs; promoted
                                        # configurations continue from their checkpoint (continue: false: retrain);
                                        # mode: async promotes as results arrive (ASHA), sync (default) per rung
-    child_per: trial                   # or config: one MLflow child per configuration + per-seed table
+    child_per: trial                   # or config: one MLflow child per configuration + per-chunk tables
     census: {metric: train_MSE, solved_below: 0.05}   # "solved"; "reaches best" = within best_atol
     log_model: all                     # MLflow model per child: all | best | none (default: all; best for
                                        # censuses: child_per: config or CENSUS_SEEDS+ seeds)

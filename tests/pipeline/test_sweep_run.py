@@ -10,7 +10,7 @@ import io
 import pytest
 
 from pipeline import tracking
-from pipeline.sweep import collect, driver, runner
+from pipeline.sweep import collect, driver, results_table, runner
 from tests.pipeline.rungs import run_rungs
 
 XOR = {"name": "xor", "data": {"source": "xor"},
@@ -142,8 +142,10 @@ def test_census_mode_logs_one_child_per_configuration_with_seed_table(store):
     assert len(kids) == 4 and res["trials"] == 12
     ok = [r for r in kids if r.info.status == "FINISHED"]
     assert len(ok) == 2 and all(r.data.metrics["n_seeds"] == 3 for r in ok)
-    table = list(csv.DictReader(io.StringIO(tracking.read_artifact_text(plan.ctx, ok[0].info.run_id, "seeds.csv"))))
-    assert len(table) == 3 and {"seed", "key", "objective", "m_train_MSE"} <= set(table[0])
+    rows = results_table.read_tables(plan.ctx)  # the per-seed rows: in the chunk tables on the parent
+    mine = [r for r in rows.values() if r["config_key"] == ok[0].data.tags[tracking.TAG_CONFIG]]
+    assert len(mine) == 3 and all("train_MSE" in r["metrics"] for r in mine)
+    assert {r["table"] for r in mine} == set(ok[0].data.tags[results_table.TAG_TABLES].split(","))
     rerun = driver.prepare(sweep("s3", child_per="config", seeds=3, chunk_size=4), store, n_workers=2)
     keys = driver.config_child_keys(rerun)  # one pass over the trials: the keys the children were logged with
     assert keys == {ck: driver.config_child_key(rerun, ck) for ck in {t.config_key for t in rerun.trials}}
