@@ -85,7 +85,7 @@ def _run(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     feats, raw = summary["features"], summary.get("raw_pixels")
-    print(f"\n| inputs | n_inputs | train accuracy | test accuracy |\n|---|---|---|---|")
+    print("\n| inputs | n_inputs | train accuracy | test accuracy |\n|---|---|---|---|")
     print(f"| pooled features | {feats['n_inputs']} | {feats['train_accuracy']:.4f} | "
           f"{feats['test_accuracy']:.4f} |")
     if raw:

@@ -271,10 +271,9 @@ def _log_trial(out: TrialOutcome, trial: Trial, ctx, options: ChunkOptions, resu
     with tempfile.TemporaryDirectory() as tmp:
         if options.artifacts:
             write_trial_artifacts(Path(tmp), trial, result)
-        hook = None
-        if options.artifacts and options.log_model == "all":
-            def hook(run_id: str) -> None:
-                _log_model(ctx, run_id, Path(tmp) / "model" / "weights.npz")
+        weights = Path(tmp) / "model" / "weights.npz"
+        hook = (lambda run_id: _log_model(ctx, run_id, weights)) if options.artifacts and options.log_model == "all" \
+            else None
         run_id = tracking.log_child(
             ctx, trial.key, name, trial.config, tags, result.history, out.metrics,
             tmp if options.artifacts else None, curve_keys=curve_keys(result.history, options.objective),
