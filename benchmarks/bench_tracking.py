@@ -127,10 +127,14 @@ def run_sweep(spec: dict, folder: Path, svc, train_fn: str | None = None) -> dic
 
 
 def _xor_spec(name: str, n_trials: int, child_per: str) -> dict:
-    """``n_trials`` XOR trials: hidden [2]/[3] x seeds (child_per config: one child per width)."""
-    seeds = max(1, n_trials // 2)
-    return {"name": name, "base": XOR, "seeds": list(range(1, seeds + 1)), "child_per": child_per,
-            "objective": {"metric": "train_MSE"}, "space": {"model.hidden": [[2], [3]]}}
+    """``n_trials`` XOR trials. ``child_per: trial``: hidden [2], [3], ... x 2 seeds (more configurations, the
+    spec's defaults, log_model ``all``); ``config``: hidden [2]/[3] x seeds (more seeds per configuration)."""
+    if child_per == "trial":
+        hidden, seeds = [[w] for w in range(2, 2 + max(1, n_trials // 2))], [1, 2]
+    else:
+        hidden, seeds = [[2], [3]], list(range(1, max(1, n_trials // 2) + 1))
+    return {"name": name, "base": XOR, "seeds": seeds, "child_per": child_per,
+            "objective": {"metric": "train_MSE"}, "space": {"model.hidden": hidden}}
 
 
 # ---------------------------------------------------------------- 2. requests per trial
@@ -162,11 +166,13 @@ def part_requests(services, sizes: list[int], top: int) -> str:
             rows.append([f"`{ep}`", c0[ep], c1[ep], f"{(c1[ep] - c0[ep]) / span:.2f}"])
         t0, t1 = sum(c0.values()), sum(c1.values())
         rows.append(["**all**", t0, t1, f"**{(t1 - t0) / span:.2f}**"])
-        out.append(f"`child_per: {child_per}`, XOR 50 epochs, hidden [2]/[3] x seeds "
-                       f"({n0} and {n1} trials): requests to the server, all processes (driver and workers); "
-                       f"per trial = ({n1}-trial count - {n0}-trial count) / {span}. "
-                       f"Whole sweep per trial: {t0 / n0:.1f} at {n0} trials, {t1 / n1:.1f} at {n1}.\n\n"
-                       + _table(["endpoint", f"{n0} trials", f"{n1} trials", "per additional trial"], rows))
+        shape = ("hidden [2], [3], ... x 2 seeds (log_model: all, the default below 5 seeds)"
+                 if child_per == "trial" else "hidden [2]/[3] x seeds (log_model: best, the census default)")
+        out.append(f"`child_per: {child_per}`, XOR 50 epochs, {shape}, {n0} and {n1} trials: requests to the "
+                   f"server from all processes (driver and workers); per additional trial = ({n1}-trial count - "
+                   f"{n0}-trial count) / {span}. Whole sweep per trial: {t0 / n0:.1f} at {n0} trials, "
+                   f"{t1 / n1:.1f} at {n1}.\n\n"
+                   + _table(["endpoint", f"{n0} trials", f"{n1} trials", "per additional trial"], rows))
     return "\n\n".join(out)
 
 
@@ -299,7 +305,7 @@ def main() -> int:
     parser.add_argument("--writers", default="1,2,4", help="part children: writer process counts")
     parser.add_argument("--children", type=int, default=40, help="part children: children per measurement")
     parser.add_argument("--request-trials", default="8,24", help="part requests: two sweep sizes (trials)")
-    parser.add_argument("--top", type=int, default=8, help="part requests: endpoints listed")
+    parser.add_argument("--top", type=int, default=12, help="part requests: endpoints listed")
     parser.add_argument("--configs", type=int, default=200,
                         help="part recorded: configurations (issue 12's size is 1000 x 20 seeds; that fan-out takes "
                              "~4-5 min today, so the default is 200 x 20)")
