@@ -4,7 +4,7 @@ Each benchmark prints Markdown to stdout and runs its implementations in
 separate processes with thread pools pinned. This script only sequences them,
 records the machine and its load before and after each, and assembles the file.
 
-    python benchmarks/run_all.py [--only dense,conv,parquet,sweep] [--quick]
+    python benchmarks/run_all.py [--only dense,conv,parquet,sweep,tracking] [--quick]
 
 With ``--only``, the sections of the other benchmarks already in the output file are kept as they are (each
 keeps its own date and load line), so that a part can be re-measured without rerunning the rest.
@@ -34,6 +34,11 @@ BENCHES = {
               ["benchmarks/bench_sweep.py"], ["--part", "overhead"]),
     "auth": ("MLflow basic auth: the credential cache (issue 12)",
              ["benchmarks/bench_auth_cache.py", "--children", "40", "--writers", "1,2"], ["--children", "10"]),
+    "tracking": ("Tracking at scale: children/s by server workers, requests per trial, recorded trials/s, driver "
+                 "memory per trial (issue 12)",
+                 ["benchmarks/bench_tracking.py"],
+                 ["--server-workers", "1,2", "--writers", "1,2", "--children", "10", "--request-trials", "4,8",
+                  "--configs", "100", "--seeds", "10", "--memory-seeds", "1111"]),
     "search": ("Adaptive search: TPE vs random, ASHA vs synchronous halving, Optuna overhead (issue 16)",
                ["benchmarks/bench_search.py"], ["--quick"]),
     "continuation": ("Halving: checkpoint continuation vs retraining, examples/sweeps/xor_random.yaml (issue 16)",

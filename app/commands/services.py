@@ -27,7 +27,8 @@ _DESCRIPTION = """\
 Start, inspect and stop the services a distributed sweep talks to, as local processes:
 
   dask      `dask scheduler` + N `dask worker` processes (1 thread each)
-  mlflow    a lean `mlflow server` (1 worker, job execution off, SQLite + proxied artifacts)
+  mlflow    a lean `mlflow server` (1 worker unless --mlflow-workers, job execution off,
+            SQLite + proxied artifacts)
   prefect   `prefect server` + a `process` work pool + `prefect worker`
   postgres  with --backend postgres: a throwaway PostgreSQL cluster in the state directory
             holding MLflow's backend store and the Prefect database
@@ -97,6 +98,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                     help="Dask over TLS with generated certificates (tls:// address)")
     up.add_argument("--mlflow-backend-store-uri", default=None, metavar="URI",
                     help="e.g. postgresql+psycopg2://user@host/db (default: SQLite in the state directory)")
+    up.add_argument("--mlflow-workers", type=int, default=1, metavar="N",
+                    help="`mlflow server --workers N`: processes serving the tracking API, each with its own "
+                         "auth credential cache (default: %(default)s)")
     up.add_argument("--prefect-pool", default=DEFAULT_POOL, help="work pool name (default: %(default)s)")
     up.add_argument("--no-prefect-ui", action="store_true", help="serve the Prefect API without the UI")
     up.add_argument("--host", default="127.0.0.1",
@@ -127,7 +131,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
                              mlflow_auth=args.mlflow_auth, prefect_auth=args.prefect_auth,
                              dask_tls=args.dask_tls, mlflow_backend_store_uri=args.mlflow_backend_store_uri,
                              prefect_pool=args.prefect_pool, prefect_ui=not args.no_prefect_ui,
-                             timeout=args.timeout)
+                             timeout=args.timeout, mlflow_workers=args.mlflow_workers)
     except (ServiceError, ValueError) as err:
         print(f"sweepnet services up: {err}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""A lean local ``mlflow server`` (1 worker, job execution off, proxied artifacts), optionally with basic auth.
+"""A lean local ``mlflow server`` (1 worker unless asked, job execution off, proxied artifacts), optionally with
+basic auth.
 
 With auth the server runs ``--app-name basic-auth`` with an auth ini that sets ``auth_cache_ttl_seconds``
 (without it every request pays a scrypt password check: ~110 ms of CPU measured here), and setup creates a
@@ -74,14 +75,19 @@ def ensure_pipeline_user(uri: str, admin: tuple[str, str], user: tuple[str, str]
 
 def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = None,
                  backend_store_uri: str | None = None, artifacts_destination: str | None = None,
-                 auth: bool = False, auth_cache_ttl: int = AUTH_CACHE_TTL_S, timeout: float = 180.0) -> dict:
-    """Start a lean ``mlflow server``: 1 worker, job execution off, proxied artifacts.
+                 auth: bool = False, auth_cache_ttl: int = AUTH_CACHE_TTL_S, timeout: float = 180.0,
+                 workers: int = 1) -> dict:
+    """Start a lean ``mlflow server``: ``workers`` uvicorn worker processes (1), job execution off, proxied artifacts.
 
     The backend defaults to SQLite in ``<state_dir>/mlflow/mlflow.db`` and the artifacts to
     ``<state_dir>/mlflow/artifacts``; pass a ``postgresql+psycopg2://`` URI or ``s3://`` destination to
     use shared stores. With ``auth`` the server runs ``--app-name basic-auth`` and the pipeline user exists
-    when this returns. The info recorded (and returned) carries no password.
+    when this returns; each worker keeps its own credential cache (``auth_cache_ttl`` seconds). The info
+    recorded (and returned) carries no password.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r}: the MLflow server needs 1 or more worker processes; "
+                         "pass --mlflow-workers 1 or more")
     t0 = time.monotonic()
     mdir = procs.private_dir((Path(state_dir) / "mlflow").resolve())  # the auth user store lives here
     port = port or free_port(LOOPBACK)
@@ -90,7 +96,7 @@ def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = No
     uri = f"http://{client_host(host)}:{port}"
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_BACKEND_STORE_URI": backend,
            "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": uri}  # the UI's own origin, as for Prefect
-    cmd = [_exe("mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1",
+    cmd = [_exe("mlflow"), "server", "--host", host, "--port", str(port), "--workers", str(workers),
            "--serve-artifacts", "--artifacts-destination", artifacts]
     if client_host(host) != LOOPBACK:
         # MLflow answers only Host headers it knows (a DNS-rebinding guard: localhost and private ranges by
@@ -109,7 +115,7 @@ def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = No
                      and http_status(search, auth=admin) == 200, [rec],
                      "the MLflow server to answer /health and an experiments search", timeout)
     info = {"tracking_uri": uri, "auth": auth, "backend_store_uri": redact_uri(backend),
-            "artifacts_destination": artifacts}
+            "artifacts_destination": artifacts, "workers": workers}
     if auth:
         ensure_pipeline_user(uri, admin, pipeline_credentials(state_dir))
         info.update(pipeline_user=PIPELINE_USER, auth_cache_ttl_seconds=auth_cache_ttl)

@@ -174,7 +174,8 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
                    host: str = LOOPBACK, dask_workers: int = 2, backend: str = "sqlite",
                    auth: bool | None = None, mlflow_auth: bool | None = None, prefect_auth: bool | None = None,
                    dask_tls: bool | None = None, mlflow_backend_store_uri: str | None = None,
-                   prefect_pool: str = DEFAULT_POOL, prefect_ui: bool = True, timeout: float = 180.0) -> ServiceSet:
+                   prefect_pool: str = DEFAULT_POOL, prefect_ui: bool = True, timeout: float = 180.0,
+                   mlflow_workers: int = 1) -> ServiceSet:
     """Start the requested services concurrently (those already running are kept) and wait for them.
 
     Parameters
@@ -192,6 +193,8 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
     auth, mlflow_auth, prefect_auth, dask_tls : bool, optional
         Lock the services: MLflow basic auth with a pipeline user, the Prefect API auth string, Dask TLS.
         ``None`` means "on when ``host`` is not loopback"; ``auth`` sets the default of the other three.
+    mlflow_workers : int
+        ``mlflow server --workers``: worker processes serving the tracking API (1 by default).
 
     Raises
     ------
@@ -200,6 +203,9 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
         started are stopped again before raising.
     """
     names = _parse_only(only)
+    if isinstance(mlflow_workers, bool) or not isinstance(mlflow_workers, int) or mlflow_workers < 1:
+        raise ValueError(f"mlflow_workers={mlflow_workers!r}: the MLflow server needs 1 or more worker processes; "
+                         "pass --mlflow-workers 1 or more")
     if backend == "postgres" and mlflow_backend_store_uri:
         raise ValueError("pass either backend='postgres' or mlflow_backend_store_uri, not both")
     locks = Locks.resolve(host, auth, mlflow_auth, prefect_auth, dask_tls)
@@ -220,7 +226,7 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
                                    env=client_env, tls=locks.dask),
         "mlflow": lambda: start_mlflow(sdir, host=host, port=ports["mlflow"], auth=locks.mlflow,
                                        backend_store_uri=mlflow_backend_store_uri or dbs.get("mlflow"),
-                                       timeout=timeout),
+                                       timeout=timeout, workers=mlflow_workers),
         "prefect": lambda: start_prefect(sdir, host=host, port=ports["prefect"], pool=prefect_pool,
                                          ui=prefect_ui, database_url=dbs.get("prefect"), auth=locks.prefect,
                                          timeout=timeout),

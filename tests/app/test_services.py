@@ -188,3 +188,37 @@ def test_cli_up_status_down_dask_leaves_no_process(tmp_path):
 
 def test_cli_up_status_down_all_services_leaves_no_process(tmp_path):
     _cli_round_trip(tmp_path / "state", "dask,mlflow,prefect")
+
+
+def _services_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    return subprocess.run([sys.executable, "-m", "app", "services", *args], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}, timeout=timeout)
+
+
+def test_cli_up_mlflow_workers_serves_with_that_many_server_workers(tmp_path):
+    state = tmp_path / "state"
+    up = _services_cli("up", "--state-dir", str(state), "--only", "mlflow", "--mlflow-workers", "2",
+                       "--timeout", "240")
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        rec = read_state(state)["processes"]["mlflow-server"]
+        assert rec["cmd"][rec["cmd"].index("--workers") + 1] == "2"
+        assert read_state(state)["services"]["mlflow"]["workers"] == 2
+        # uvicorn's supervisor spawns one process per worker (multiprocessing spawn)
+        spawned = [p for p in _family(rec["pid"]) if "spawn_main" in " ".join(p.cmdline())]
+        assert len(spawned) == 2
+        uri = next(line.split("=", 1)[1] for line in up.stdout.splitlines() if "MLFLOW_TRACKING_URI=" in line)
+        assert http_status(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1") == 200
+    finally:
+        down = _services_cli("down", "--state-dir", str(state), timeout=120)
+    assert down.returncode == 0 and "mlflow-server" in down.stdout
+
+
+def test_cli_up_refuses_zero_mlflow_workers_before_starting_anything(tmp_path):
+    up = _services_cli("up", "--state-dir", str(tmp_path / "state"), "--only", "mlflow", "--mlflow-workers", "0")
+    assert up.returncode == 1
+    assert "mlflow_workers=0" in up.stderr and "--mlflow-workers 1 or more" in up.stderr
+    assert read_state(tmp_path / "state")["processes"] == {}
+    helptext = _services_cli("up", "--help").stdout
+    assert "--mlflow-workers N" in helptext and "auth credential cache" in helptext
