@@ -275,11 +275,12 @@ def log_child(
     check_first: bool = True,
     datasets: list | None = None,
     before_close: Callable[[str], None] | None = None,
+    check_last: bool = True,
 ) -> str | None:
     """Log one finished (or failed) child run; return its id, or ``None`` if the key is already done.
 
-    ``check_first=False`` skips the first lookup when the caller has just made it (the second one, before
-    FINISHED, always runs). ``curve_keys`` limits the per-epoch metric series to those history keys (``None``: every key);
+    ``check_first=False`` skips the first lookup when the caller has just made it; ``check_last=False`` the second,
+    for a caller that alone logs ``key`` (the driver's configuration children). ``curve_keys`` limits the per-epoch metric series to those history keys (``None``: every key);
     SQLite inserts cost ~0.09 ms per metric value, so a 100-event history of 6 keys is ~55 ms a child.
     ``datasets``: ``mlflow.entities.DatasetInput`` s (one ``log_inputs`` call); ``before_close(run_id)`` runs
     after the artifacts and before the run is closed (``pipeline.model_logging`` logs the MLflow model there).
@@ -306,7 +307,7 @@ def log_child(
     except BaseException:
         c.set_terminated(run_id, status="FAILED")
         raise
-    if status == "FINISHED" and any(r.info.run_id != run_id for r in children(ctx, "FINISHED", key)):
+    if check_last and status == "FINISHED" and any(r.info.run_id != run_id for r in children(ctx, "FINISHED", key)):
         c.delete_run(run_id)  # lost a race with a duplicate execution of the same trial
         return None
     c.set_terminated(run_id, status=status)

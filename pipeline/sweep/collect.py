@@ -219,10 +219,11 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
     """One child for a configuration (census mode): aggregate metrics over its seeds; its per-seed rows are in the
     chunk tables its tag ``sweepnet.results_tables`` names (:mod:`pipeline.sweep.results_table`).
 
-    Five requests: create (tags), one ``log_batch`` (params, metrics), ``log_inputs``, the lookup that keeps a
-    duplicate from ending FINISHED, terminate. When a table holding some of its rows could be written neither by
-    the worker nor by the driver, the child carries them as ``seeds.csv`` (the older layout, still read). No lookup before: the driver logs a configuration once per run
-    (``Collector.logged``) and ``driver.pending_chunks`` left out those already logged."""
+    Four requests: create (tags), one ``log_batch`` (params, metrics), ``log_inputs``, terminate. No lookup before
+    or after: only the driver logs configuration children, once per configuration and run (``Collector.logged``);
+    ``driver.pending_chunks`` left out those already logged, and the sweep's lease (``pipeline.sweep.lease``) keeps a
+    second run of the same sweep out. When a table holding some of its rows could be written neither by the worker
+    nor by the driver, the child carries them as ``seeds.csv`` (the older layout, still read)."""
     spec, first = plan.spec, trials[0]
     ok = [o.objective for o in outcomes if o.status in summary.OK and math.isfinite(o.objective)]
     name = spec.objective.metric
@@ -253,7 +254,7 @@ def log_config_child(plan: SweepPlan, trials: list[Trial], outcomes: list[TrialO
             if not tabled:
                 Path(tmp, "seeds.csv").write_text(seeds_csv(outcomes))
             return tracking.log_child(plan.ctx, key, f"{spec.name} {label}"[:240], config, tags, [], metrics,
-                                      None if tabled else tmp, status=status, check_first=False,
+                                      None if tabled else tmp, status=status, check_first=False, check_last=False,
                                       datasets=[model_logging.dataset_input(first.config.get("data"),
                                                                             first.data_digest)])
 

@@ -1,5 +1,5 @@
 """Requests a ``child_per: config`` sweep makes to a real ``mlflow server``, counted in the server's access log:
-one upload per chunk on the workers, five requests per configuration child in the driver, and a rerun that
+one upload per chunk on the workers, four requests per configuration child in the driver, and a rerun that
 reads a few chunk tables instead of one ``seeds.csv`` per configuration."""
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def test_census_requests_per_chunk_and_per_configuration(mlflow_server_uri, swee
     rows = col.rows()
     children = log.take()
     assert children[("POST", "runs/create")] == n_configs == 4
-    # create, log-batch, log-inputs, the duplicate lookup, terminate (was 9 with seeds.csv and the URL print)
-    assert sum(children.values()) == 5 * n_configs, children
+    # create, log-batch, log-inputs, terminate (was 9 with a lookup before and after, seeds.csv and the URL print)
+    assert sum(children.values()) == 4 * n_configs, children
+    assert children[("POST", "runs/search")] == 0, children
     collect.finish(plan, rows, tmp_path / "summary")
     rerun = driver.prepare(spec, tmp_path, tracking_uri=mlflow_server_uri, check_gradient=False)
     log.take()
