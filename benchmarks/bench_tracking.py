@@ -9,8 +9,8 @@
    uvicorn access log (``mlflow server`` writes one line per request to stdout by default, which ``app.services``
    sends to STATE/logs/mlflow-server.log). Two sizes per mode: per trial = the slope between them, so the sweep's
    fixed requests (parent, lookups, summary) are not spread over the trials.
-3. ``recorded``: a ``child_per: config`` census (200 configurations x 20 seeds by default; the issue's
-   1000 x 20 with ``--configs 1000``) against the same services with the stub
+3. ``recorded``: ``child_per: config`` censuses (200 configurations x 20 seeds and 50 x 100 by default; the issue's
+   1000 x 20 with ``--shapes 1000x20``) against the same services (2 server workers by default) with the stub
    trial function ``benchmarks._stub_train:train`` (returns a fixed result at once: only recording is measured);
    recorded trials/s = trials / fan-out seconds (the sweep's summary JSON), and every trial's result is looked up
    in MLflow (``pipeline.sweep.collect.stored_rows``): the bench fails if any is missing.
@@ -21,7 +21,7 @@
     python benchmarks/bench_tracking.py                                  # every part, defaults
     python benchmarks/bench_tracking.py --part children --server-workers 1,2,4 --writers 1,2,4 --children 40
     python benchmarks/bench_tracking.py --part requests --request-trials 8,32
-    python benchmarks/bench_tracking.py --part recorded --configs 1000 --seeds 20   # issue 12's size (~5 min today)
+    python benchmarks/bench_tracking.py --part recorded --shapes 1000x20   # issue 12's size
     python benchmarks/bench_tracking.py --part memory --memory-seeds 1111,11112
 """
 
@@ -206,28 +206,32 @@ def verify_recorded(spec: dict, summary: dict) -> int:
     return len(ok)
 
 
-def part_recorded(services, configs: int, seeds: int, server_workers: int) -> str:
+def part_recorded(services, shapes: list[tuple[int, int]], server_workers: int) -> str:
     state, svc, base = services
-    spec = _census_spec(f"recorded-{configs}x{seeds}", configs, seeds)
-    log = state / "logs" / "mlflow-server.log"
-    cpu0, offset = _server_cpu(state), log.stat().st_size
-    r = run_sweep(spec, base, svc, train_fn=STUB)
-    cpu = _server_cpu(state) - cpu0
-    time.sleep(1.0)  # the access lines of the last requests
-    requests = sum(_requests(log, offset).values())
-    found = verify_recorded(spec, r)
-    t = r["timing"]
-    fan = t["fanout_s"]
-    rows = [[r["trials"], configs, t.get("chunks", ""), f"{t['prepare_s']:.1f}", f"{fan:.1f}", f"{t['summary_s']:.1f}",
-             f"{r['wall_s']:.1f}", f"**{r['trials'] / fan:.0f}**", f"{cpu:.1f}", requests,
-             f"{requests / configs:.1f}", f"{requests / r['trials']:.2f}", f"{found}/{r['trials']}"]]
+    rows = []
+    for configs, seeds in shapes:
+        spec = _census_spec(f"recorded-{configs}x{seeds}", configs, seeds)
+        log = state / "logs" / "mlflow-server.log"
+        cpu0, offset = _server_cpu(state), log.stat().st_size
+        r = run_sweep(spec, base, svc, train_fn=STUB)
+        cpu = _server_cpu(state) - cpu0
+        time.sleep(1.0)  # the access lines of the last requests
+        requests = sum(_requests(log, offset).values())
+        found = verify_recorded(spec, r)
+        t = r["timing"]
+        fan = t["fanout_s"]
+        rows.append([r["trials"], f"{configs} x {seeds}", t.get("chunks", ""), f"{t['prepare_s']:.1f}", f"{fan:.1f}",
+                     f"{t['summary_s']:.1f}", f"{r['wall_s']:.1f}", f"**{r['trials'] / fan:.0f}**",
+                     f"{configs / fan:.1f}", f"{cpu:.1f}", requests, f"{requests / configs:.1f}",
+                     f"{requests / r['trials']:.2f}", f"{found}/{r['trials']}"])
     return (f"`child_per: config` census with the stub trial function (`{STUB}`: a fixed result at once), "
-            f"{configs} configurations x {seeds} seeds, 2 Dask workers, `sweepnet sweep` against PostgreSQL-backed "
+            "configurations x seeds as in the table, 2 Dask workers, `sweepnet sweep` against PostgreSQL-backed "
             f"MLflow with basic auth ({server_workers} server worker(s), auth cache 60 s). Recorded trials/s = "
             "trials / fan-out s; requests = the server's, whole sweep (access log); verified = trials whose result "
             "MLflow holds under the parent (`collect.stored_rows`).\n\n"
-            + _table(["trials", "configurations", "chunks", "prepare s", "fan-out s", "summary s", "end to end s",
-                      "recorded trials/s", "server CPU s", "requests", "per configuration", "per trial", "verified"],
+            + _table(["trials", "configurations x seeds", "chunks", "prepare s", "fan-out s", "summary s",
+                      "end to end s", "recorded trials/s", "configuration children/s", "server CPU s", "requests",
+                      "per configuration", "per trial", "verified"],
                      rows))
 
 
@@ -306,11 +310,10 @@ def main() -> int:
     parser.add_argument("--children", type=int, default=40, help="part children: children per measurement")
     parser.add_argument("--request-trials", default="8,24", help="part requests: two sweep sizes (trials)")
     parser.add_argument("--top", type=int, default=12, help="part requests: endpoints listed")
-    parser.add_argument("--configs", type=int, default=200,
-                        help="part recorded: configurations (issue 12's size is 1000 x 20 seeds; that fan-out takes "
-                             "~4-5 min today, so the default is 200 x 20)")
-    parser.add_argument("--seeds", type=int, default=20, help="part recorded: seeds per configuration")
-    parser.add_argument("--sweep-server-workers", type=int, default=1,
+    parser.add_argument("--shapes", default="200x20,50x100",
+                        help="part recorded: CONFIGURATIONSxSEEDS census shapes, comma-separated (issue 12's size is "
+                             "1000x20)")
+    parser.add_argument("--sweep-server-workers", type=int, default=2,
                         help="parts requests and recorded: mlflow server --workers (default: %(default)s)")
     parser.add_argument("--memory-seeds", default="1111,11112",
                         help="part memory: seeds of the 9-configuration census (x9 trials)")
@@ -327,8 +330,9 @@ def main() -> int:
     shared = {}  # parts requests and recorded share one set of services
     run = {"children": lambda: part_children(ints(args.server_workers), ints(args.writers), args.children),
            "requests": lambda: part_requests(shared["services"], ints(args.request_trials), args.top),
-           "recorded": lambda: part_recorded(shared["services"], args.configs, args.seeds,
-                                                 args.sweep_server_workers),
+           "recorded": lambda: part_recorded(shared["services"], [tuple(ints(x.replace("x", ",")))
+                                                                  for x in args.shapes.split(",") if x],
+                                             args.sweep_server_workers),
            "memory": lambda: part_memory(ints(args.memory_seeds))}
     titles = {"children": "Children/s, one child per trial", "requests": "Requests per trial, by endpoint",
               "recorded": "Recorded trials/s, `child_per: config`", "memory": "Driver memory per trial"}

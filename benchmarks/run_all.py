@@ -38,7 +38,7 @@ BENCHES = {
                  "memory per trial (issue 12)",
                  ["benchmarks/bench_tracking.py"],
                  ["--server-workers", "1,2", "--writers", "1,2", "--children", "10", "--request-trials", "4,8",
-                  "--configs", "100", "--seeds", "10", "--memory-seeds", "1111"]),
+                  "--shapes", "100x10", "--memory-seeds", "1111"]),
     "search": ("Adaptive search: TPE vs random, ASHA vs synchronous halving, Optuna overhead (issue 16)",
                ["benchmarks/bench_search.py"], ["--quick"]),
     "continuation": ("Halving: checkpoint continuation vs retraining, examples/sweeps/xor_random.yaml (issue 16)",
