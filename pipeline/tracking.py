@@ -279,14 +279,13 @@ def log_child(
 ) -> str | None:
     """Log one finished (or failed) child run; return its id, or ``None`` if the key is already done.
 
-    ``check_first=False`` skips the first lookup when the caller has just made it; ``check_last=False`` the second,
-    for a caller that alone logs ``key`` (the driver's configuration children). ``curve_keys`` limits the per-epoch metric series to those history keys (``None``: every key);
-    SQLite inserts cost ~0.09 ms per metric value, so a 100-event history of 6 keys is ~55 ms a child.
-    ``datasets``: ``mlflow.entities.DatasetInput`` s (one ``log_inputs`` call); ``before_close(run_id)`` runs
-    after the artifacts and before the run is closed (``pipeline.model_logging`` logs the MLflow model there).
-
-    The key is looked up right before the child is created and again right before it is closed, so a
-    trial re-executed by Dask (its first result lived on a dead worker) never gets a second FINISHED child.
+    The key is looked up right before the child is created and again right before it is closed, so a trial
+    re-executed by Dask (its first result lived on a dead worker) never gets a second FINISHED child;
+    ``check_first=False`` skips the first lookup when the caller has just made it, ``check_last=False`` the second,
+    for a caller that alone logs ``key`` (the driver's configuration children). ``curve_keys`` limits the per-epoch
+    metric series to those history keys (``None``: every key; sqlite: ~0.09 ms per value). ``datasets``:
+    ``DatasetInput`` s (one ``log_inputs`` call); ``before_close(run_id)`` runs after the artifacts and before the
+    run is closed (``pipeline.model_logging`` logs the MLflow model there).
     """
     c = client(uri_for(ctx))
     if check_first and is_finished(ctx, key):

@@ -22,11 +22,10 @@ from typing import Any
 from pipeline import tracking, version
 from pipeline.store_seed import seed_sqlite_store
 from pipeline.config import get_dotted, set_dotted
+from pipeline.sweep import continuation, lease, summary
 from pipeline.sweep import expand as ex
-from pipeline.sweep import lease
 from pipeline.sweep.errors import SweepBusy, SweepRefused  # noqa: F401  (raised and caught as driver.*)
 from pipeline.sweep.gate import gradient_check
-from pipeline.sweep import continuation, summary
 from pipeline.sweep.runner import TRAIN_FN, ChunkOptions, load_callable
 from pipeline.sweep.spec import SweepSpec, base_config_dict, load_sweep
 
