@@ -73,6 +73,13 @@ def ensure_pipeline_user(uri: str, admin: tuple[str, str], user: tuple[str, str]
         raise ServiceError(f"the MLflow pipeline user {user[0]!r} cannot search experiments")
 
 
+def check_workers(workers, name: str = "workers") -> None:
+    """Refuse a worker count the server cannot run with (before anything is started)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"{name}={workers!r}: the MLflow server needs 1 or more worker processes; "
+                         "pass --mlflow-workers 1 or more")
+
+
 def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = None,
                  backend_store_uri: str | None = None, artifacts_destination: str | None = None,
                  auth: bool = False, auth_cache_ttl: int = AUTH_CACHE_TTL_S, timeout: float = 180.0,
@@ -85,9 +92,7 @@ def start_mlflow(state_dir: Path, *, host: str = LOOPBACK, port: int | None = No
     when this returns; each worker keeps its own credential cache (``auth_cache_ttl`` seconds). The info
     recorded (and returned) carries no password.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers={workers!r}: the MLflow server needs 1 or more worker processes; "
-                         "pass --mlflow-workers 1 or more")
+    check_workers(workers)
     t0 = time.monotonic()
     mdir = procs.private_dir((Path(state_dir) / "mlflow").resolve())  # the auth user store lives here
     port = port or free_port(LOOPBACK)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.services import credentials, postgres, procs
-from app.services.mlflow_server import pipeline_credentials, start_mlflow
+from app.services.mlflow_server import check_workers, pipeline_credentials, start_mlflow
 from app.services.procs import ServiceError, free_port, http_status
 from app.services.starters import (DEFAULT_POOL, LOOPBACK, client_host, prefect_auth_string, start_dask,
                                    start_prefect)
@@ -203,9 +203,7 @@ def start_services(only: Iterable[str] | str | None = None, *, state_dir: Path |
         started are stopped again before raising.
     """
     names = _parse_only(only)
-    if isinstance(mlflow_workers, bool) or not isinstance(mlflow_workers, int) or mlflow_workers < 1:
-        raise ValueError(f"mlflow_workers={mlflow_workers!r}: the MLflow server needs 1 or more worker processes; "
-                         "pass --mlflow-workers 1 or more")
+    check_workers(mlflow_workers, "mlflow_workers")  # before anything starts
     if backend == "postgres" and mlflow_backend_store_uri:
         raise ValueError("pass either backend='postgres' or mlflow_backend_store_uri, not both")
     locks = Locks.resolve(host, auth, mlflow_auth, prefect_auth, dask_tls)
